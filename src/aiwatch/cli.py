@@ -1,0 +1,222 @@
+"""The command line: a thin layer over the library.
+
+Library errors become one-line messages and a non-zero exit code; a user mistake never prints
+a traceback. Every command that reads or writes the database takes ``--config PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .config import DEFAULT_CONFIG_NAME, build_config, config_template, load_config
+from .errors import AiwatchError, ConfigError
+
+log = logging.getLogger("aiwatch")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage().replace("\n", " ")
+        if record.levelno >= logging.WARNING:
+            return f"aiwatch: {record.levelname.lower()}: {msg}"
+        return f"aiwatch: {msg}"
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    logger = logging.getLogger("aiwatch")
+    logger.setLevel(level)
+    if not any(getattr(h, "_aiwatch", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler._aiwatch = True  # type: ignore[attr-defined]
+        handler.setFormatter(_OneLine())
+        logger.addHandler(handler)
+    logger.propagate = False
+    from .progress import use_bars
+    use_bars(sys.stderr.isatty() and not quiet)
+
+
+def _example(text: str) -> str:
+    return "example:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH",
+                   help=f"config file (default: ./{DEFAULT_CONFIG_NAME} when present, else built-in defaults)")
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        d = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-20, got {value!r}") from None
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+def _print_result(result, out: Callable[[str], None] = print) -> None:
+    s = result.stats
+    out(f"run {s.run_id}: {result.status}; feeds {s.feeds_total} "
+        f"({s.feeds_ok} ok, {s.feeds_not_modified} unchanged, {s.feeds_failed} failed); "
+        f"{s.articles_new} new articles, {s.articles_failed} page failures; {s.flagged} flagged")
+    if result.flagged:
+        out("flagged:")
+        for theme, title, score in result.flagged:
+            out(f"  [{theme}] {score:.2f}  {title}")
+    for path in result.digest_files:
+        out(f"digest: {path}")
+
+
+def _run(config_path: str | None, use_prefect: bool, settings: dict | None = None,
+         feeds: list[dict] | None = None):
+    """Run the job: the Prefect flow in-process (embedded API), or the same stages directly."""
+    if use_prefect:
+        from .flow import daily
+        return daily(config_path=config_path, settings=settings, feeds=feeds)
+    from .pipeline import run_pipeline
+    return run_pipeline(build_config(config_path, settings, feeds))
+
+
+# -- commands -----------------------------------------------------------------------------
+
+def cmd_init(args) -> int:
+    path = Path(args.config or DEFAULT_CONFIG_NAME)
+    if path.exists() and not args.force:
+        raise ConfigError("--config", f"{path} already exists (use --force to overwrite)")
+    path.write_text(config_template(), "utf-8")
+    print(f"wrote {path}: edit [[feeds]] and [[themes]], then run `aiwatch run --config {path}`")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    config = load_config(args.config)  # validate before starting anything
+    result = _run(args.config, not args.no_prefect)
+    _print_result(result)
+    print(f"database: {config.database}")
+    if result.all_feeds_failed:
+        log.error("every feed failed; see `aiwatch digest` or the feed_health view")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import CorpusServer, demo_feeds, demo_settings
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(out)
+    load_config(args.config).replace(**settings)  # validate before starting anything
+    with CorpusServer() as server:
+        log.info("serving the demo corpus at %s", server.base_url)
+        result = _run(args.config, not args.no_prefect, settings, demo_feeds(server.base_url))
+    _print_result(result)
+    print(f"database: {settings['storage.database']}")
+    print(f"query it: duckdb {settings['storage.database']} \"SELECT theme, title, score FROM matches\"")
+    return EXIT_OK
+
+
+def cmd_digest(args) -> int:
+    from .digest import digest_for_run, digest_since, latest_run_id, write_digest_files
+    from .store import Store
+    config = load_config(args.config)
+    now = datetime.now(timezone.utc)
+    with Store.open(config.database) as store:
+        if args.since:
+            data = digest_since(store, config, args.since, now)
+        else:
+            run_id = args.run or latest_run_id(store)
+            if run_id is None:
+                raise AiwatchError(f"{config.database}: no finished run yet; run `aiwatch run` first")
+            data = digest_for_run(store, config, run_id, now)
+    folder = Path(args.out) if args.out else config.digest_dir
+    for path in write_digest_files(data, folder):
+        print(f"digest: {path}")
+    return EXIT_OK
+
+
+def cmd_serve(args) -> int:
+    from .flow import serve
+    load_config(args.config)  # validate before starting anything
+    serve(args.config)
+    return EXIT_OK
+
+
+# -- parser -------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aiwatch",
+        description="Watch news feeds for themes, explain the matches, and write a daily digest.",
+        epilog=_example("aiwatch demo            # the whole pipeline on the bundled demo corpus"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"aiwatch {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func, help: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, epilog=_example(example),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        # accepted after the command too: `aiwatch run -q`
+        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="only warnings and errors")
+        return p
+
+    p = add("init", cmd_init, "Write a commented aiwatch.toml with every setting at its default.",
+            "aiwatch init --config aiwatch.toml")
+    p.add_argument("--config", metavar="PATH", help=f"file to write (default ./{DEFAULT_CONFIG_NAME})")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = add("run", cmd_run, "Run the daily job once over the configured feeds (Prefect flow, in-process).",
+            "aiwatch run --config aiwatch.toml")
+    _add_config(p)
+    p.add_argument("--no-prefect", action="store_true",
+                   help="run the same stages without Prefect's embedded API (starts faster)")
+
+    p = add("demo", cmd_demo, "Run the whole pipeline on the bundled demo corpus, served on 127.0.0.1.",
+            "aiwatch demo --out demo-output")
+    _add_config(p)
+    p.add_argument("--out", metavar="DIR", default=".", help="folder for aiwatch.duckdb and the digest (default .)")
+    p.add_argument("--no-prefect", action="store_true", help="run the stages without Prefect's embedded API")
+
+    p = add("digest", cmd_digest, "Re-render a digest from the database (default: the latest run).",
+            "aiwatch digest --since 2026-11-20")
+    _add_config(p)
+    p.add_argument("--run", metavar="RUN_ID", help="the run whose digest to render")
+    p.add_argument("--since", metavar="DATE", type=_parse_since, help="everything fetched since DATE (ISO 8601)")
+    p.add_argument("--out", metavar="DIR", help="folder to write to (default: [digest] dir)")
+
+    p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
+            "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")
+    _add_config(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(args.verbose, args.quiet)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"aiwatch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AiwatchError as exc:
+        print(f"aiwatch: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("aiwatch: interrupted", file=sys.stderr)
+        return 130

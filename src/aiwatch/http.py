@@ -1,0 +1,239 @@
+"""The only module that talks to the network.
+
+``HttpClient.fetch(url)`` returns the bytes of one response as a :class:`Fetched` record, or
+raises :class:`FetchError` with a one-line reason. It enforces the policy aiwatch needs on
+untrusted URLs: http(s) only, no private addresses unless allowed (checked on every redirect
+hop), a bounded number of redirects, a cap on the decoded body size and a deadline on the
+whole response. Transient failures (timeouts, connection errors, 429, 502, 503, 504) are
+retried a bounded number of times with jittered exponential backoff, honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import logging
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from . import __version__
+from .errors import BlockedURLError, FetchError
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One HTTP response, read in full: what parse and extract stages work on."""
+
+    requested_url: str
+    url: str  # after redirects
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    content: bytes = b""
+    elapsed: float = 0.0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+def user_agent(contact: str) -> str:
+    return f"aiwatch/{__version__} (+{contact})"
+
+
+def _blocked_address(ip: ipaddress._BaseAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+            or ip.is_multicast or ip.is_unspecified)
+
+
+def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse URLs aiwatch must never fetch; raises BlockedURLError."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise BlockedURLError(url, f"scheme {parts.scheme or '(none)'!r} is not allowed, only http and https")
+    host = parts.hostname
+    if not host:
+        raise BlockedURLError(url, "URL has no host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise FetchError(url, f"cannot resolve host {host}: {exc.strerror}", transient=True) from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if _blocked_address(ip):
+            raise BlockedURLError(
+                url, f"host {host} resolves to private address {ip}; "
+                     "set [fetch] allow_private_addresses = true to allow it")
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class HttpClient:
+    """A thread-safe fetcher with per-host concurrency limits. Use as a context manager."""
+
+    def __init__(self, *, timeout: float = 20.0, max_bytes: int = 10_000_000, max_redirects: int = 5,
+                 allow_private: bool = False, contact: str = "https://github.com/aiwatch/aiwatch",
+                 per_host: int = 2, retries: int = 2, backoff: float = 1.0, max_retry_wait: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+        self.allow_private = allow_private
+        self.per_host = per_host
+        self.retries = retries
+        self.backoff = backoff
+        self.max_retry_wait = max_retry_wait
+        self._sleep = sleep
+        self._host_locks: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+        self._client = httpx.Client(
+            follow_redirects=False,
+            timeout=httpx.Timeout(timeout),
+            headers={"User-Agent": user_agent(contact), "Accept-Encoding": "gzip, deflate"},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            trust_env=False,
+        )
+
+    @classmethod
+    def from_config(cls, config) -> "HttpClient":
+        return cls(timeout=config["fetch.timeout"], max_bytes=config["fetch.max_bytes"],
+                   max_redirects=config["fetch.max_redirects"],
+                   allow_private=config["fetch.allow_private_addresses"],
+                   contact=config["fetch.contact"], per_host=config["fetch.per_host"])
+
+    def __enter__(self) -> "HttpClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._lock:
+            sem = self._host_locks.get(host)
+            if sem is None:
+                sem = self._host_locks[host] = threading.BoundedSemaphore(self.per_host)
+            return sem
+
+    def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
+              accept: str | None = None) -> Fetched:
+        """GET ``url`` under aiwatch's policy; conditional when etag/last_modified are given."""
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        elif last_modified:  # If-Modified-Since only when there is no ETag
+            headers["If-Modified-Since"] = last_modified
+        if accept:
+            headers["Accept"] = accept
+        attempt = 0
+        while True:
+            try:
+                return self._fetch_once(url, headers)
+            except FetchError as exc:
+                if not exc.transient or attempt >= self.retries:
+                    raise
+                wait = self.backoff * (2 ** attempt) * (0.5 + random.random())
+                hinted = getattr(exc, "retry_after", None)
+                if hinted is not None:
+                    wait = max(wait, hinted)
+                if wait > self.max_retry_wait:
+                    raise
+                attempt += 1
+                log.info("retrying %s in %.1fs after: %s", url, wait, exc.reason)
+                self._sleep(wait)
+
+    def _fetch_once(self, url: str, headers: dict[str, str]) -> Fetched:
+        start = time.monotonic()
+        deadline = start + self.timeout
+        current = url
+        seen = {url}
+        for _hop in range(self.max_redirects + 1):
+            check_url(current, allow_private=self.allow_private)
+            with self._host_slot(current):
+                status, resp_headers, body = self._get(current, headers, deadline, url)
+            if status in REDIRECT_STATUS:
+                location = resp_headers.get("location")
+                if not location:
+                    raise FetchError(url, f"HTTP {status} redirect without a Location header", status=status)
+                nxt = urljoin(current, location.strip())
+                if nxt in seen:
+                    raise FetchError(url, f"redirect loop at {nxt}", status=status)
+                seen.add(nxt)
+                current = nxt
+                continue
+            if status == 304 or 200 <= status < 300:
+                return Fetched(url, current, status, resp_headers, body, time.monotonic() - start)
+            reason = f"HTTP {status}"
+            err = FetchError(url, reason, status=status, transient=status in TRANSIENT_STATUS)
+            err.retry_after = _retry_after(resp_headers.get("retry-after"), time.time())
+            raise err
+        raise FetchError(url, f"more than {self.max_redirects} redirects")
+
+    def _get(self, url: str, headers: dict[str, str], deadline: float, original: str):
+        try:
+            with self._client.stream("GET", url, headers=headers) as resp:
+                resp_headers = {k.lower(): v for k, v in resp.headers.items()}
+                if resp.status_code in REDIRECT_STATUS or resp.status_code == 304 or resp.status_code >= 400:
+                    return resp.status_code, resp_headers, b""
+                declared = resp_headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self.max_bytes:
+                    raise FetchError(original, f"response of {int(declared):,} bytes is over the "
+                                               f"{self.max_bytes:,}-byte cap")
+                chunks, size = [], 0
+                # iter_bytes decodes gzip/deflate, so the cap bounds the decompressed size too.
+                for chunk in resp.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise FetchError(original, f"response is over the {self.max_bytes:,}-byte cap")
+                    if time.monotonic() > deadline:
+                        raise FetchError(original, f"response took longer than {self.timeout:g}s",
+                                         transient=True)
+                    chunks.append(chunk)
+                return resp.status_code, resp_headers, b"".join(chunks)
+        except FetchError:
+            raise
+        except httpx.TimeoutException:
+            raise FetchError(original, f"timed out after {self.timeout:g}s", transient=True) from None
+        except httpx.DecodingError as exc:
+            raise FetchError(original, f"body could not be decoded: {exc}") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise FetchError(original, f"connection broke off: {exc or type(exc).__name__}",
+                             transient=True) from None
+        except httpx.ConnectError as exc:
+            raise FetchError(original, f"cannot connect: {exc or type(exc).__name__}", transient=True) from None
+        except httpx.HTTPError as exc:
+            raise FetchError(original, f"request failed: {exc or type(exc).__name__}") from None

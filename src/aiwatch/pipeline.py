@@ -1,0 +1,408 @@
+"""The daily job as a sequence of plain stage functions.
+
+Each stage takes the config, the run id and records, opens the database by path, does its work
+in committed batches and returns a small record. The state of the work lives in DuckDB (which
+entries were seen, which passages lack an embedding, which articles lack a score for a theme
+version), so a run repeated, or resumed after a crash, does exactly the missing work.
+
+:func:`run_pipeline` runs the stages in order. The Prefect flow (:mod:`aiwatch.flow`) runs the
+same function with each stage wrapped as a task, so there is one definition of the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import Config
+from .embed import get_embedder
+from .errors import AiwatchError, FeedError, FetchError
+from .extract import extract_article, strip_leading_title
+from .feeds import FEED_ACCEPT, parse_feed
+from .http import HttpClient
+from .progress import track
+from .records import Article, Failure, FeedEntry, FeedOutcome, Match, Passage, RunStats
+from .score import ThemeVectors, score_article, theme_texts
+from .store import Store
+from .text import content_hash, passages, text_hash
+from .urls import canonical_url, site_of, url_key
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[Callable], Callable]
+ARTICLE_BATCH = 50
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(config.database)
+
+
+# -- records returned by the stages -----------------------------------------------------
+
+@dataclass(frozen=True)
+class FeedsResult:
+    outcomes: tuple[FeedOutcome, ...]
+    new_entries: tuple[FeedEntry, ...]
+    entries_seen: int
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+@dataclass(frozen=True)
+class ArticlesResult:
+    stored: int
+    duplicates: int
+    failures: tuple[Failure, ...]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scored: int
+    flagged: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    stats: RunStats
+    status: str
+    digest_files: tuple[Path, ...] = ()
+    flagged: tuple[tuple[str, str, float], ...] = field(default_factory=tuple)  # (theme, title, score)
+
+    @property
+    def all_feeds_failed(self) -> bool:
+        return self.stats.feeds_total > 0 and self.stats.feeds_failed == self.stats.feeds_total
+
+
+# -- stages -----------------------------------------------------------------------------
+
+def start_run(config: Config, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    run_id = new_run_id(now)
+    with open_store(config) as store:
+        store.start_run(run_id, now)
+        store.sync_themes(config.themes, now)
+    log.info("run %s started: %d feeds, %d themes, database %s",
+             run_id, len(config.feeds), len(config.themes), config.database)
+    return run_id
+
+
+def _fetch_one_feed(client: HttpClient, url: str, state) -> FeedOutcome:
+    try:
+        fetched = client.fetch(url, etag=state.etag if state else None,
+                               last_modified=state.last_modified if state else None, accept=FEED_ACCEPT)
+    except FetchError as exc:
+        return FeedOutcome(url, "failed", error=exc.reason, http_status=exc.status)
+    if fetched.not_modified:
+        return FeedOutcome(url, "not_modified", http_status=304)
+    try:
+        parsed = parse_feed(fetched)
+    except FeedError as exc:
+        return FeedOutcome(url, "failed", error=exc.reason, http_status=fetched.status)
+    return FeedOutcome(url, "ok", entries=parsed.entries, warning=parsed.warning,
+                       etag=fetched.headers.get("etag"), last_modified=fetched.headers.get("last-modified"),
+                       http_status=fetched.status, title=parsed.title)
+
+
+def _entry_url(entry: FeedEntry) -> str:
+    return canonical_url(entry.link) if entry.link else f"urn:aiwatch:{entry.feed_url}#{entry.entry_id}"
+
+
+def fetch_feeds(config: Config, run_id: str, now: datetime | None = None) -> FeedsResult:
+    """Fetch every feed (conditional GET), parse it, record its health, return the new entries."""
+    now = now or utcnow()
+    urls = [f.url for f in config.feeds]
+    with open_store(config) as store:
+        states = store.feed_states(urls)
+    outcomes: list[FeedOutcome] = []
+    with HttpClient.from_config(config) as client, track("feeds", len(urls)) as bar, \
+            ThreadPoolExecutor(max_workers=min(config["fetch.concurrency"], max(1, len(urls)))) as pool:
+        futures = [pool.submit(_fetch_one_feed, client, u, states.get(u)) for u in urls]
+        for fut in futures:
+            outcome = fut.result()
+            outcomes.append(outcome)
+            bar.advance()
+            if outcome.status == "failed":
+                log.warning("feed %s: %s", outcome.feed_url, outcome.error)
+            elif outcome.warning:
+                log.warning("feed %s: %s", outcome.feed_url, outcome.warning)
+    failures = [Failure("feed", o.feed_url, o.error or "failed", o.feed_url)
+                for o in outcomes if o.status == "failed"]
+    entries = [e for o in outcomes for e in o.entries]
+    with open_store(config) as store:
+        store.record_feed_outcomes(outcomes, {f.url: f.name for f in config.feeds}, now)
+        store.record_failures(run_id, failures, now)
+        seen = store.seen_entries([(e.feed_url, e.entry_id) for e in entries])
+        known = store.known_urls([_entry_url(e) for e in entries])
+    new, batch_urls = [], set()
+    for e in entries:
+        key = _entry_url(e)
+        if (e.feed_url, e.entry_id) in seen or key in known or key in batch_urls:
+            continue
+        batch_urls.add(key)
+        new.append(e)
+    ok = sum(1 for o in outcomes if o.status != "failed")
+    log.info("feeds: %d ok (%d not modified), %d failed; %d entries, %d new",
+             ok, sum(1 for o in outcomes if o.status == "not_modified"), len(failures), len(entries), len(new))
+    return FeedsResult(tuple(outcomes), tuple(new), len(entries))
+
+
+def _outlet(config: Config, entry: FeedEntry, feed_titles: dict[str, str | None]) -> str:
+    for f in config.feeds:
+        if f.url == entry.feed_url and f.name:
+            return f.name
+    return feed_titles.get(entry.feed_url) or site_of(entry.link or entry.feed_url)
+
+
+def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str,
+                  now: datetime) -> tuple[Article, list[str], Failure | None]:
+    """Fetch and extract one entry's page, falling back to the feed's own text.
+
+    Returns the article, the extra URLs it was reached under, and a failure to record (or None).
+    """
+    feed_text = entry.content if len(entry.content) > len(entry.summary) else entry.summary
+    url = entry.link or _entry_url(entry)
+    text, source, title, author, language, page_error, failure = feed_text, "feed", entry.title, entry.author, \
+        None, None, None
+    aliases: list[str] = []
+    page_date = None
+    if client is not None and entry.link:
+        try:
+            fetched = client.fetch(entry.link)
+            if fetched.url != entry.link:
+                aliases.append(canonical_url(fetched.url))
+            extracted = extract_article(fetched)
+            if extracted is None:
+                page_error = "no text could be extracted from the page"
+                failure = Failure("extract", entry.link, page_error, entry.feed_url)
+            else:
+                page_date = extracted.date
+                language = extracted.language
+                author = author or extracted.author
+                title = title or extracted.title or title
+                page_text = strip_leading_title(extracted.text, entry.title)
+                if len(page_text) >= config["extract.min_chars"] or len(page_text) > len(feed_text):
+                    text, source = page_text, "page"
+                else:
+                    page_error = f"page text too short ({len(page_text)} chars), used the feed's content"
+        except FetchError as exc:
+            page_error = exc.reason
+            failure = Failure("article", entry.link, exc.reason, entry.feed_url)
+        except AiwatchError as exc:  # pragma: no cover - defensive: bad input from the page
+            page_error = str(exc)
+            failure = Failure("article", entry.link, str(exc), entry.feed_url)
+    canonical = _entry_url(entry)
+    article = Article(
+        article_id=url_key(canonical), url=url, canonical_url=canonical, feed_url=entry.feed_url,
+        entry_id=entry.entry_id, title=title or "(untitled)", text=text, text_source=source, author=author,
+        published_at=entry.published or page_date, fetched_at=now, language=language,
+        content_hash=content_hash(text) if text else "", outlet=outlet, page_error=page_error,
+    )
+    return article, aliases, failure
+
+
+def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
+                   now: datetime | None = None) -> ArticlesResult:
+    """Fetch and extract the new entries' pages, dedup copies, store articles and passages."""
+    now = now or utcnow()
+    with open_store(config) as store:
+        titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
+    fetch_pages = config["fetch.articles"]
+    failures: list[Failure] = []
+    stored = duplicates = 0
+    with (HttpClient.from_config(config) if fetch_pages else _NullContext()) as client, \
+            track("articles", len(entries)) as bar, \
+            ThreadPoolExecutor(max_workers=config["fetch.concurrency"]) as pool:
+        for start in range(0, len(entries), ARTICLE_BATCH):
+            batch = entries[start:start + ARTICLE_BATCH]
+            futures = [pool.submit(build_article, config, client, e, _outlet(config, e, titles), now)
+                       for e in batch]
+            built = []
+            for fut in futures:
+                article, aliases, failure = fut.result()
+                bar.advance()
+                if failure is not None:
+                    failures.append(failure)
+                    log.warning("article %s: %s", failure.url, failure.error)
+                built.append((article, aliases))
+            with open_store(config) as store:
+                known = store.known_urls([c for a, al in built for c in al])
+                firsts = store.first_copy_of([a.content_hash for a, _ in built if a.content_hash])
+                rows, psg = [], []
+                # earliest copy first, so within a batch a reprint links to the original
+                for article, aliases in sorted(built, key=lambda b: (b[0].published_at or now, b[0].url)):
+                    if any(known.get(al) not in (None, article.article_id) for al in aliases):
+                        # reached under another URL of an article we already have: same article
+                        other = next(known[al] for al in aliases if known.get(al))
+                        store.mark_entries_seen([(article.feed_url, article.entry_id, other)])
+                        continue
+                    dup_of = firsts.get(article.content_hash) if article.content_hash else None
+                    if dup_of == article.article_id:
+                        dup_of = None
+                    if dup_of is None:
+                        if article.content_hash:
+                            firsts[article.content_hash] = article.article_id
+                    else:
+                        duplicates += 1
+                    rows.append((article, dup_of, aliases))
+                    for no, ptext in enumerate(passages(article.title, article.text,
+                                                        max_words=config["embed.chunk_words"],
+                                                        max_passages=config["embed.max_chunks"])):
+                        psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
+                store.save_articles(rows, psg, run_id)
+                store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
+                stored += len(rows)
+    log.info("articles: %d stored (%d copies of earlier ones), %d page failures",
+             stored, duplicates, len(failures))
+    return ArticlesResult(stored, duplicates, tuple(failures))
+
+
+class _NullContext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def embed_passages(config: Config, run_id: str, now: datetime | None = None) -> int:
+    """Embed every stored passage that has no embedding yet; returns how many were embedded."""
+    now = now or utcnow()
+    embedder = get_embedder(config["embed.batch_size"])
+    with open_store(config) as store:
+        pending = store.texts_without_embedding(embedder.model_id)
+    if not pending:
+        log.info("embed: nothing new to embed")
+        return 0
+    chunk = max(config["embed.batch_size"] * 8, 64)
+    done = 0
+    with track("embed", len(pending)) as bar:
+        for start in range(0, len(pending), chunk):
+            part = pending[start:start + chunk]
+            vectors = embedder.embed([t for _, t in part])
+            with open_store(config) as store:
+                store.save_embeddings([h for h, _ in part], vectors, embedder.model_id, now)
+            done += len(part)
+            bar.advance(len(part))
+    log.info("embed: %d passages embedded with %s", done, embedder.model_id)
+    return done
+
+
+def _theme_vectors(store: Store, embedder, themes, now) -> list[ThemeVectors]:
+    texts = sorted({t for th in themes for t in theme_texts(th)})
+    hashes = {t: text_hash(t) for t in texts}
+    have = store.embeddings_for(list(hashes.values()), embedder.model_id)
+    missing = [t for t in texts if hashes[t] not in have]
+    if missing:
+        vecs = embedder.embed(missing)
+        store.save_embeddings([hashes[t] for t in missing], vecs, embedder.model_id, now)
+        have.update({hashes[t]: v for t, v in zip(missing, vecs)})
+    by_text = {t: have[hashes[t]] for t in texts}
+    return ThemeVectors.build_all(themes, by_text)
+
+
+def score_articles(config: Config, run_id: str, now: datetime | None = None) -> ScoreResult:
+    """Score every unscored article against each theme version; flag those over the threshold."""
+    now = now or utcnow()
+    embedder = get_embedder(config["embed.batch_size"])
+    scored = flagged = 0
+    with open_store(config) as store:
+        store.sync_themes(config.themes, now)
+        tvs = _theme_vectors(store, embedder, config.themes, now)
+        for tv in tvs:
+            ids = store.articles_to_score(tv.theme)
+            for start in range(0, len(ids), 500):
+                part = ids[start:start + 500]
+                rows = store.passages_for(part)
+                vecs = store.embeddings_for([r[3] for r in rows], embedder.model_id)
+                by_article: dict[str, list[tuple[int, str, str]]] = {}
+                for aid, no, text, h in rows:
+                    by_article.setdefault(aid, []).append((no, text, h))
+                matches = []
+                for aid, items in by_article.items():
+                    if any(h not in vecs for _, _, h in items):
+                        continue  # not fully embedded yet (e.g. after a crash): the next run scores it
+                    mat = np.stack([vecs[h] for _, _, h in items])
+                    result = score_article(mat, [t for _, t, _ in items], tv)
+                    no, text, _ = items[result.best]
+                    is_flagged = result.score >= tv.theme.threshold
+                    matches.append(Match(aid, tv.theme.name, tv.theme.version, round(result.score, 4),
+                                         is_flagged, text, no, result.nearest, result.terms))
+                    flagged += is_flagged
+                store.save_scores(matches, run_id, now)
+                scored += len(matches)
+    log.info("score: %d article-theme scores, %d flagged", scored, flagged)
+    return ScoreResult(scored, flagged)
+
+
+def write_digest(config: Config, run_id: str, now: datetime | None = None) -> tuple[Path, ...]:
+    """Render this run's digest to Markdown and HTML files in digest.dir."""
+    from .digest import digest_for_run, write_digest_files
+    now = now or utcnow()
+    with Store.open(config.database) as store:
+        data = digest_for_run(store, config, run_id, now)
+    return write_digest_files(data, config.digest_dir)
+
+
+def finish_run(config: Config, run_id: str, stats: RunStats, status: str, now: datetime | None = None,
+               error: str | None = None) -> None:
+    with open_store(config) as store:
+        store.finish_run(stats, status, now or utcnow(), error)
+
+
+def _identity(fn: Callable) -> Callable:
+    return fn
+
+
+def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = _identity) -> RunResult:
+    """Run the whole job once: feeds, articles, embed, score, digest.
+
+    ``stage`` wraps each stage function before it is called; the Prefect flow passes a wrapper
+    that turns each into a task. Library callers use the plain functions.
+    """
+    clock = (lambda: now) if now else utcnow
+    run_id = stage(start_run)(config, clock())
+    stats = RunStats(run_id=run_id, feeds_total=len(config.feeds))
+    try:
+        feeds = stage(fetch_feeds)(config, run_id, clock())
+        stats = replace(stats, feeds_ok=feeds.count("ok"), feeds_not_modified=feeds.count("not_modified"),
+                        feeds_failed=feeds.count("failed"), entries_seen=feeds.entries_seen)
+        arts = stage(fetch_articles)(config, run_id, feeds.new_entries, clock())
+        stats = replace(stats, articles_new=arts.stored, articles_failed=len(arts.failures))
+        stats = replace(stats, passages_embedded=stage(embed_passages)(config, run_id, clock()))
+        scores = stage(score_articles)(config, run_id, clock())
+        stats = replace(stats, articles_scored=scores.scored, flagged=scores.flagged)
+        files = stage(write_digest)(config, run_id, clock())
+    except Exception as exc:
+        stage(finish_run)(config, run_id, stats, "failed", clock(),
+                          str(exc) if isinstance(exc, AiwatchError) else f"{type(exc).__name__}: {exc}")
+        raise
+    if stats.feeds_total and stats.feeds_failed == stats.feeds_total:
+        status = "failed"
+    elif stats.feeds_failed or stats.articles_failed:
+        status = "partial"
+    else:
+        status = "ok"
+    stage(finish_run)(config, run_id, stats, status, clock())
+    with Store.open(config.database, read_only=False) as store:
+        flagged = store.query(
+            "SELECT theme, title, score FROM matches WHERE run_id = ? ORDER BY theme, score DESC",
+            [run_id])[1]
+    log.info("run %s finished (%s): %d new articles, %d flagged", run_id, status, stats.articles_new,
+             stats.flagged)
+    return RunResult(stats, status, tuple(files), tuple(flagged))

@@ -1,0 +1,16 @@
+"""Environment Prefect needs before it is imported: our own home folder, no telemetry,
+and the ``aiwatch`` logger in its run logs. A user's own settings win where they exist."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def configure_prefect_env() -> None:
+    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".aiwatch" / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    extra = [x for x in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if x]
+    if "aiwatch" not in extra:
+        os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(extra + ["aiwatch"])

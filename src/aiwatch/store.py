@@ -1,0 +1,372 @@
+"""The only module that talks to DuckDB.
+
+Every write is an idempotent upsert keyed by a deterministic hash, so a run repeated or
+resumed after a crash leaves the same rows. The schema comes from the numbered files in
+``sql/``, applied in order inside a transaction and recorded in ``core.migrations``; a
+migration edited after it was applied is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import duckdb
+import numpy as np
+
+from .errors import MigrationError, StoreError
+from .records import Article, Failure, FeedOutcome, Match, Passage, RunStats
+from .themes import Theme
+
+log = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def migrations_dir() -> Path:
+    """sql/ inside an installed package, else the repository's top-level sql/."""
+    packaged = resources.files("aiwatch").joinpath("sql")
+    if packaged.is_dir():
+        return Path(str(packaged))
+    repo = Path(__file__).resolve().parents[2] / "sql"
+    if repo.is_dir():
+        return repo
+    raise MigrationError("cannot find aiwatch's sql/ migrations folder")
+
+
+def list_migrations(folder: Path | None = None) -> list[tuple[int, str, str]]:
+    folder = folder or migrations_dir()
+    out = []
+    for path in sorted(folder.iterdir()):
+        m = _MIGRATION_NAME.match(path.name)
+        if m:
+            out.append((int(m.group(1)), path.name, path.read_text("utf-8")))
+    return out
+
+
+@dataclass(frozen=True)
+class FeedState:
+    feed_url: str
+    etag: str | None
+    last_modified: str | None
+    consecutive_failures: int
+
+
+class Store:
+    """A DuckDB database holding everything aiwatch knows. Use as a context manager."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path, read_only: bool):
+        self.con = con
+        self.path = path
+        self.read_only = read_only
+
+    # -- opening -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, read_only: bool = False, lock_timeout: float = 0.0,
+             migrations: Path | None = None) -> "Store":
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(f"{path}: no such database (run `aiwatch run` or `aiwatch demo` first)")
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                con = duckdb.connect(str(path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" in str(exc).lower():
+                    if time.monotonic() < deadline:
+                        time.sleep(0.5)
+                        continue
+                    raise StoreError(f"{path}: the database is in use by another aiwatch process "
+                                     f"(waited {lock_timeout:g}s for it)") from None
+                raise StoreError(f"{path}: cannot open database: {exc}") from None
+            except duckdb.Error as exc:
+                raise StoreError(f"{path}: cannot open database: {exc}") from None
+        store = cls(con, path, read_only)
+        if not read_only:
+            try:
+                store.migrate(migrations)
+            except Exception:
+                con.close()
+                raise
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        self.con.begin()
+        try:
+            yield self.con
+        except BaseException:
+            self.con.rollback()
+            raise
+        else:
+            self.con.commit()
+
+    def migrate(self, folder: Path | None = None) -> list[str]:
+        """Apply pending migrations; refuse edited ones. Returns the names applied."""
+        self.con.execute("CREATE SCHEMA IF NOT EXISTS core")
+        self.con.execute("""CREATE TABLE IF NOT EXISTS core.migrations (
+            version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, checksum VARCHAR NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp)""")
+        applied = {v: (n, c) for v, n, c in
+                   self.con.execute("SELECT version, name, checksum FROM core.migrations").fetchall()}
+        done = []
+        for version, name, sql in list_migrations(folder):
+            checksum = hashlib.sha256(sql.encode("utf-8")).hexdigest()
+            if version in applied:
+                if applied[version][1] != checksum:
+                    raise MigrationError(
+                        f"{self.path}: migration {name} was edited after it was applied; "
+                        "schema changes go in a new numbered file")
+                continue
+            try:
+                with self.transaction() as con:
+                    con.execute(sql)
+                    con.execute("INSERT INTO core.migrations (version, name, checksum) VALUES (?, ?, ?)",
+                                [version, name, checksum])
+            except duckdb.Error as exc:
+                raise MigrationError(f"{self.path}: migration {name} failed: {exc}") from None
+            log.info("applied migration %s", name)
+            done.append(name)
+        return done
+
+    def schema_version(self) -> int:
+        row = self.con.execute("SELECT max(version) FROM core.migrations").fetchone()
+        return int(row[0] or 0)
+
+    # -- feeds -------------------------------------------------------------------------
+
+    def feed_states(self, urls: Sequence[str]) -> dict[str, FeedState]:
+        if not urls:
+            return {}
+        rows = self.con.execute(
+            "SELECT feed_url, etag, last_modified, consecutive_failures FROM core.feeds "
+            "WHERE feed_url IN (SELECT unnest(?::VARCHAR[]))", [list(urls)]).fetchall()
+        return {r[0]: FeedState(*r) for r in rows}
+
+    def record_feed_outcomes(self, outcomes: Iterable[FeedOutcome], names: dict[str, str | None],
+                             now: datetime) -> None:
+        with self.transaction() as con:
+            for o in outcomes:
+                ok = o.status in ("ok", "not_modified")
+                con.execute("""
+                    INSERT INTO core.feeds AS f (feed_url, name, title, etag, last_modified, last_status,
+                        last_http_status, last_attempt_at, last_ok_at, consecutive_failures, last_error,
+                        last_warning, entries_last_fetch)
+                    VALUES ($url, $name, $title, $etag, $lm, $status, $http, $now,
+                            CASE WHEN $ok THEN $now END, CASE WHEN $ok THEN 0 ELSE 1 END, $error,
+                            $warning, $entries)
+                    ON CONFLICT (feed_url) DO UPDATE SET
+                        name = excluded.name,
+                        title = coalesce(excluded.title, f.title),
+                        etag = CASE WHEN $status = 'ok' THEN excluded.etag ELSE f.etag END,
+                        last_modified = CASE WHEN $status = 'ok' THEN excluded.last_modified
+                                             ELSE f.last_modified END,
+                        last_status = excluded.last_status,
+                        last_http_status = excluded.last_http_status,
+                        last_attempt_at = excluded.last_attempt_at,
+                        last_ok_at = CASE WHEN $ok THEN excluded.last_ok_at ELSE f.last_ok_at END,
+                        consecutive_failures = CASE WHEN $ok THEN 0 ELSE f.consecutive_failures + 1 END,
+                        last_error = CASE WHEN $ok THEN NULL ELSE excluded.last_error END,
+                        last_warning = excluded.last_warning,
+                        entries_last_fetch = CASE WHEN $status = 'ok' THEN excluded.entries_last_fetch
+                                                  ELSE f.entries_last_fetch END
+                    """, {
+                    "url": o.feed_url, "name": names.get(o.feed_url), "title": o.title, "etag": o.etag,
+                    "lm": o.last_modified, "status": o.status, "http": o.http_status, "now": now,
+                    "ok": ok, "error": o.error, "warning": o.warning,
+                    "entries": len(o.entries) if o.status == "ok" else None,
+                })
+
+    # -- articles ----------------------------------------------------------------------
+
+    def seen_entries(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not keys:
+            return set()
+        rows = self.con.execute(
+            "SELECT feed_url, entry_id FROM core.entries_seen WHERE (feed_url, entry_id) IN "
+            "(SELECT (unnest(?::VARCHAR[]), unnest(?::VARCHAR[])))",
+            [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
+        return {(r[0], r[1]) for r in rows}
+
+    def known_urls(self, canonical_urls: Sequence[str]) -> dict[str, str]:
+        """Map each already-stored canonical URL (or alias) to its article_id."""
+        if not canonical_urls:
+            return {}
+        rows = self.con.execute(
+            "SELECT canonical_url, article_id FROM core.url_aliases "
+            "WHERE canonical_url IN (SELECT unnest(?::VARCHAR[]))", [list(set(canonical_urls))]).fetchall()
+        return dict(rows)
+
+    def first_copy_of(self, content_hashes: Sequence[str]) -> dict[str, str]:
+        """For each content hash already stored, the article_id of its earliest copy."""
+        if not content_hashes:
+            return {}
+        rows = self.con.execute("""
+            SELECT content_hash, arg_min(article_id, coalesce(published_at, fetched_at))
+            FROM core.articles
+            WHERE duplicate_of IS NULL AND content_hash IN (SELECT unnest(?::VARCHAR[]))
+            GROUP BY content_hash""", [list(set(content_hashes))]).fetchall()
+        return dict(rows)
+
+    def save_articles(self, articles: Sequence[tuple[Article, str | None, Sequence[str]]],
+                      passages: Sequence[Passage], run_id: str) -> None:
+        """Upsert articles (with their duplicate_of and alias URLs) and their passages, atomically."""
+        with self.transaction() as con:
+            for art, duplicate_of, aliases in articles:
+                con.execute("""
+                    INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
+                        text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
+                        outlet, page_error, run_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (article_id) DO NOTHING""", [
+                    art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
+                    art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
+                    art.content_hash, duplicate_of, art.outlet, art.page_error, run_id])
+                con.execute("INSERT INTO core.entries_seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                            [art.feed_url, art.entry_id, art.article_id])
+                for alias in {art.canonical_url, *aliases}:
+                    con.execute("INSERT INTO core.url_aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                [alias, art.article_id])
+            if passages:
+                con.executemany(
+                    "INSERT INTO core.passages VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[p.article_id, p.passage_no, p.text, p.text_hash] for p in passages])
+
+    def mark_entries_seen(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        if rows:
+            with self.transaction() as con:
+                con.executemany("INSERT INTO core.entries_seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                [list(r) for r in rows])
+
+    # -- embeddings --------------------------------------------------------------------
+
+    def texts_without_embedding(self, model: str, limit: int | None = None) -> list[tuple[str, str]]:
+        sql = """SELECT DISTINCT p.text_hash, p.text FROM core.passages p
+                 JOIN core.articles a USING (article_id)
+                 WHERE a.duplicate_of IS NULL AND NOT EXISTS (
+                     SELECT 1 FROM core.embeddings e WHERE e.text_hash = p.text_hash AND e.model = ?)
+                 ORDER BY p.text_hash"""
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [(r[0], r[1]) for r in self.con.execute(sql, [model]).fetchall()]
+
+    def save_embeddings(self, hashes: Sequence[str], vectors: np.ndarray, model: str, now: datetime) -> None:
+        """Insert vectors keyed by text hash; loads them as one flat array (no huge Python lists)."""
+        if not len(hashes):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n, dim = vectors.shape
+        # DuckDB scans these local numpy arrays by name (replacement scans); POSITIONAL JOIN
+        # against range() keeps their order without building per-row Python lists.
+        flat = vectors.ravel()  # noqa: F841
+        keys = np.array(list(hashes), dtype=object)  # noqa: F841
+        with self.transaction() as con:
+            con.execute(f"""
+                INSERT INTO core.embeddings (text_hash, model, vector, created_at)
+                SELECT k.text_hash, ?, v.vec, ?
+                FROM (SELECT pos // {dim} AS row_no, list(x ORDER BY pos)::FLOAT[{dim}] AS vec
+                      FROM (SELECT range AS pos, flat.column0 AS x FROM range(?) POSITIONAL JOIN flat)
+                      GROUP BY row_no) v
+                JOIN (SELECT range AS row_no, keys.column0 AS text_hash FROM range(?) POSITIONAL JOIN keys) k
+                  USING (row_no)
+                ON CONFLICT DO NOTHING""", [model, now, n * dim, n])
+
+    def embeddings_for(self, text_hashes: Sequence[str], model: str) -> dict[str, np.ndarray]:
+        if not text_hashes:
+            return {}
+        res = self.con.execute(
+            "SELECT text_hash, vector FROM core.embeddings WHERE model = ? AND text_hash IN "
+            "(SELECT unnest(?::VARCHAR[]))", [model, list(set(text_hashes))]).fetchnumpy()
+        return {h: np.asarray(v, dtype=np.float32) for h, v in zip(res["text_hash"], res["vector"])}
+
+    # -- themes and scores -------------------------------------------------------------
+
+    def sync_themes(self, themes: Sequence[Theme], now: datetime) -> None:
+        """Record the configured theme versions and make exactly them active."""
+        with self.transaction() as con:
+            con.execute("UPDATE core.themes SET active = false WHERE active")
+            for t in themes:
+                con.execute("""
+                    INSERT INTO core.themes (name, version, description, threshold, definition, active,
+                        first_seen_at) VALUES (?, ?, ?, ?, ?, true, ?)
+                    ON CONFLICT (name, version) DO UPDATE SET active = true""",
+                            [t.name, t.version, t.description, t.threshold, t.to_json(), now])
+
+    def articles_to_score(self, theme: Theme, run_id: str | None = None) -> list[str]:
+        sql = """SELECT a.article_id FROM core.articles a
+                 WHERE a.duplicate_of IS NULL
+                   AND EXISTS (SELECT 1 FROM core.passages p WHERE p.article_id = a.article_id)
+                   AND NOT EXISTS (SELECT 1 FROM core.scores s WHERE s.article_id = a.article_id
+                                   AND s.theme = ? AND s.theme_version = ?)
+                 ORDER BY a.article_id"""
+        return [r[0] for r in self.con.execute(sql, [theme.name, theme.version]).fetchall()]
+
+    def passages_for(self, article_ids: Sequence[str]) -> list[tuple[str, int, str, str]]:
+        if not article_ids:
+            return []
+        return self.con.execute(
+            "SELECT article_id, passage_no, text, text_hash FROM core.passages "
+            "WHERE article_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY article_id, passage_no",
+            [list(article_ids)]).fetchall()
+
+    def save_scores(self, matches: Sequence[Match], run_id: str, now: datetime) -> None:
+        if not matches:
+            return
+        with self.transaction() as con:
+            con.executemany("""
+                INSERT INTO core.scores (article_id, theme, theme_version, score, flagged, passage_no, passage,
+                    nearest_example, matched_terms, run_id, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (article_id, theme, theme_version) DO NOTHING""",
+                            [[m.article_id, m.theme, m.theme_version, m.score, m.flagged, m.passage_no,
+                              m.passage, m.nearest_example, list(m.terms), run_id, now] for m in matches])
+
+    # -- runs --------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, now: datetime) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT INTO core.runs (run_id, started_at, status) VALUES (?, ?, 'running') "
+                        "ON CONFLICT DO NOTHING", [run_id, now])
+
+    def record_failures(self, run_id: str, failures: Iterable[Failure], now: datetime) -> None:
+        rows = [[run_id, f.stage, f.url, f.feed_url, f.error, now] for f in failures]
+        if rows:
+            with self.transaction() as con:
+                con.executemany("INSERT INTO core.failures VALUES (?, ?, ?, ?, ?, ?) "
+                                "ON CONFLICT DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at", rows)
+
+    def finish_run(self, stats: RunStats, status: str, now: datetime, error: str | None = None) -> None:
+        with self.transaction() as con:
+            con.execute("""
+                UPDATE core.runs SET finished_at = ?, status = ?, feeds_total = ?, feeds_ok = ?,
+                    feeds_not_modified = ?, feeds_failed = ?, entries_seen = ?, articles_new = ?,
+                    articles_failed = ?, passages_embedded = ?, articles_scored = ?, flagged = ?, error = ?
+                WHERE run_id = ?""", [
+                now, status, stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
+                stats.entries_seen, stats.articles_new, stats.articles_failed, stats.passages_embedded,
+                stats.articles_scored, stats.flagged, error, stats.run_id])
+
+    def query(self, sql: str, params: Sequence | dict | None = None) -> tuple[list[str], list[tuple]]:
+        cur = self.con.execute(sql, params or [])
+        cols = [d[0] for d in cur.description] if cur.description else []
+        return cols, cur.fetchall()
