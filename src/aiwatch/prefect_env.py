@@ -11,6 +11,8 @@ def configure_prefect_env() -> None:
     os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".aiwatch" / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    # aiwatch logs outside flow runs too (server start-up, CLI); don't warn about those.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     extra = [x for x in os.environ.get("PREFECT_LOGGING_EXTRA_LOGGERS", "").split(",") if x]
     if "aiwatch" not in extra:
         os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = ",".join(extra + ["aiwatch"])

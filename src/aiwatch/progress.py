@@ -14,6 +14,7 @@ from typing import Iterator
 
 log = logging.getLogger(__name__)
 _bars = False
+LOG_MIN_TOTAL = 100  # smaller stages finish too fast for progress lines to help
 
 
 def use_bars(enabled: bool) -> None:
@@ -34,7 +35,8 @@ class _Tracker:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
-        elif self.total and self.done / self.total >= self._next_log and self.done < self.total:
+        elif (self.total >= LOG_MIN_TOTAL and self.done / self.total >= self._next_log
+              and self.done < self.total):
             log.info("%s: %d/%d", self.label, self.done, self.total)
             self._next_log += 0.25
 
