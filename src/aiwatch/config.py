@@ -324,7 +324,9 @@ def config_template() -> str:
         "# Themes to flag. Without any [[themes]] table aiwatch uses its three default themes",
         "# (shown here). An article is flagged when its score reaches the theme's threshold.",
         "# positive_examples and negative_examples are short texts that are, and are not, on the",
-        "# theme; they sharpen the match. Edit freely: changed themes get a new version.",
+        "# theme; they sharpen the match. must_have: an article with none of these terms gets half",
+        "# its score; must_not: an article with any of them gets half its score. Edit freely:",
+        "# an edited theme gets a new version and stored articles are re-scored on the next run.",
     ]
     for theme in default_themes():
         lines += [
@@ -334,6 +336,8 @@ def config_template() -> str:
             f"threshold = {theme.threshold}",
             f"positive_examples = {_toml_string_list(theme.positive_examples)}",
             f"negative_examples = {_toml_string_list(theme.negative_examples)}",
+            f"must_have = {_toml_string_list(theme.must_have)}",
+            f"must_not = {_toml_string_list(theme.must_not)}",
             "",
         ]
     return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""The command line: help with examples, one-line errors, init, digest, and the docs."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiwatch.cli import build_parser, main
+from aiwatch.config import SETTINGS, config_template, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = ("init", "run", "demo", "digest", "serve")
+
+
+def aiwatch(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWATCH_")}
+    return subprocess.run([sys.executable, "-m", "aiwatch", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    out = aiwatch(command, "--help")
+    assert out.returncode == 0
+    assert "example:" in out.stdout and f"aiwatch {command}" in out.stdout
+
+
+def test_commands_that_touch_the_database_take_config():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for name in ("run", "demo", "digest", "serve"):
+        assert "--config" in sub.choices[name].format_help(), name
+
+
+@pytest.mark.parametrize("toml, message", [
+    ('[fetch]\ntimeout = "abc"\n', "config: fetch.timeout: expected a number, got 'abc'"),
+    ("[fetch]\ntimout = 5\n", "config: fetch.timout: unknown setting"),
+    ("[storage]\ndatabase = 3\n", "config: storage.database: expected a non-empty string"),
+    ('[[feeds]]\nurl = "ftp://x.example/feed"\n', "config: feeds[0].url: expected an http:// or https:// URL"),
+    ('[[themes]]\nname = "t"\ndescription = "a theme to watch"\nthreshold = 2\n',
+     "config: themes[0].threshold: expected a number from 0 to 1"),
+    ("[fetch\n", "not valid TOML"),
+    ('[schedule]\ncron = "daily"\n', "config: schedule.cron: must be a 5-field cron expression"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, toml, message):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(toml)
+    out = aiwatch("run", "--config", str(cfg), "--no-prefect")
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    out = aiwatch("digest", "--config", str(tmp_path / "nope.toml"))
+    assert out.returncode == 2 and "no such file" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_env_overrides_a_setting():
+    cfg = load_config(None, environ={"AIWATCH_FETCH_TIMEOUT": "7.5", "AIWATCH_FETCH_ARTICLES": "false"})
+    assert cfg["fetch.timeout"] == 7.5 and cfg["fetch.articles"] is False
+
+
+def test_init_writes_a_template_equal_to_the_defaults(tmp_path):
+    path = tmp_path / "aiwatch.toml"
+    assert main(["init", "--config", str(path)]) == 0
+    written, defaults = load_config(path), load_config(None)
+    assert dict(written.values) == dict(defaults.values)
+    assert written.feeds == defaults.feeds and written.themes == defaults.themes
+    assert main(["init", "--config", str(path)]) == 2  # no silent overwrite
+
+
+def test_digest_rerenders_from_the_database(demo_run, tmp_path, capsys):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{demo_run["config"].database}"\n[digest]\ndir = "{tmp_path}"\n')
+    first_run = demo_run["first"].stats.run_id
+    assert main(["digest", "--config", str(cfg), "--run", first_run]) == 0
+    md = (tmp_path / f"digest-{first_run}.md").read_text("utf-8")
+    assert "Also reported by" in md and "chip sanctions" in md
+    assert main(["digest", "--config", str(cfg), "--since", "2000-01-01", "--out", str(tmp_path / "all")]) == 0
+    assert any(p.suffix == ".html" for p in (tmp_path / "all").iterdir())
+
+
+def test_readme_documents_every_setting_command_and_view():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    for s in SETTINGS:
+        section, key = s.key.split(".", 1)
+        assert re.search(rf"`\[{section}\]` *`?{re.escape(key)}`?|`{re.escape(s.key)}`", readme), s.key
+    for command in COMMANDS:
+        assert f"aiwatch {command}" in readme, command
+    for view in ("articles", "matches", "runs", "feed_health"):
+        assert f"`{view}`" in readme, view
+
+
+def test_template_documents_every_setting():
+    text = config_template()
+    for s in SETTINGS:
+        assert f"\n{s.key.split('.', 1)[1]} = " in text, s.key
