@@ -100,3 +100,15 @@ def test_template_documents_every_setting():
     text = config_template()
     for s in SETTINGS:
         assert f"\n{s.key.split('.', 1)[1]} = " in text, s.key
+
+
+def test_readme_example_queries_run(demo_run):
+    import duckdb
+    queries = re.findall(r"```sql\n(.*?)```", (ROOT / "README.md").read_text("utf-8"), re.S)
+    assert len(queries) >= 5
+    con = duckdb.connect(str(demo_run["config"].database), read_only=True)
+    try:
+        for q in queries:
+            assert con.execute(q).fetchall(), q
+    finally:
+        con.close()

@@ -173,7 +173,7 @@ class HttpClient:
                 if wait > self.max_retry_wait:
                     raise
                 attempt += 1
-                log.info("retrying %s in %.1fs after: %s", url, wait, exc.reason)
+                log.debug("retrying %s in %.1fs after: %s", url, wait, exc.reason)
                 self._sleep(wait)
 
     def _fetch_once(self, url: str, headers: dict[str, str]) -> Fetched:
