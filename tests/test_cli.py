@@ -112,3 +112,11 @@ def test_readme_example_queries_run(demo_run):
             assert con.execute(q).fetchall(), q
     finally:
         con.close()
+
+
+def test_prefect_home_is_created_on_a_fresh_machine(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["HOME"] = str(tmp_path)
+    subprocess.run([sys.executable, "-c", "from aiwatch.prefect_env import configure_prefect_env as c; c()"],
+                   check=True, env=env, timeout=60)
+    assert (tmp_path / ".aiwatch" / "prefect").is_dir()

@@ -118,7 +118,9 @@ def cmd_demo(args) -> int:
         result = _run(args.config, not args.no_prefect, settings, demo_feeds(server.base_url))
     _print_result(result)
     print(f"database: {settings['storage.database']}")
-    print(f"query it: duckdb {settings['storage.database']} \"SELECT theme, title, score FROM matches\"")
+    print("query it: python -c 'import duckdb; duckdb.connect(\"%s\", read_only=True)"
+          ".sql(\"SELECT theme, score, title FROM matches ORDER BY theme, score DESC\").show()'"
+          % settings["storage.database"])
     return EXIT_OK
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 
 def configure_prefect_env() -> None:
-    os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".aiwatch" / "prefect"))
+    home = Path(os.environ.setdefault("PREFECT_HOME", str(Path.home() / ".aiwatch" / "prefect")))
+    # Prefect creates its home folder without parents; make the whole path ourselves.
+    home.expanduser().mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     # aiwatch logs outside flow runs too (server start-up, CLI); don't warn about those.
