@@ -55,7 +55,7 @@ def local_config(db: Path, feeds: list[dict] | list[FeedSpec], **settings) -> Co
     """Default themes and settings, a database in a test folder, local addresses allowed."""
     base = load_config(None)
     merged = {"storage.database": str(db), "digest.dir": str(db.parent),
-              "fetch.allow_private_addresses": True, "fetch.timeout": 5.0}
+              "fetch.allow_private_addresses": True, "fetch.timeout": 5.0, "fetch.host_delay": 0.0}
     merged.update(settings)
     specs = tuple(f if isinstance(f, FeedSpec) else FeedSpec(f["url"], f.get("name")) for f in feeds)
     return base.replace(**merged).with_feeds(specs)

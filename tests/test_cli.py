@@ -14,7 +14,7 @@ from aiwatch.cli import build_parser, main
 from aiwatch.config import SETTINGS, config_template, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("init", "run", "demo", "digest", "serve")
+COMMANDS = ("init", "run", "demo", "digest", "feeds", "serve")
 
 
 def aiwatch(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -32,7 +32,7 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_commands_that_touch_the_database_take_config():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    for name in ("run", "demo", "digest", "serve"):
+    for name in ("run", "demo", "digest", "feeds", "serve"):
         assert "--config" in sub.choices[name].format_help(), name
 
 

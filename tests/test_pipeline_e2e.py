@@ -123,7 +123,7 @@ def test_digest_lists_flagged_articles_per_theme(demo_run):
     md, html = md_path.read_text("utf-8"), html_path.read_text("utf-8")
     for theme in THEMES:
         assert f"## {theme.replace('_', ' ')}" in md
-    assert "score 0." in md and "Run statistics" in md and "Problems" in md
+    assert "score 0." in md and "Run statistics" in md and "## Feed health" in md and "Failing:" in md
     assert "holiday-gift-guide" in md  # the failed page is listed
     for _, title, _ in first.flagged:
         assert title.split()[0] in md

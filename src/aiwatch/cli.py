@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .config import DEFAULT_CONFIG_NAME, build_config, config_template, load_config
+from .config import DEFAULT_CONFIG_NAME, FeedSpec, build_config, config_template, load_config
 from .errors import AiwatchError, ConfigError
 
 log = logging.getLogger("aiwatch")
@@ -143,6 +143,76 @@ def cmd_digest(args) -> int:
     return EXIT_OK
 
 
+def _feed_rows(config) -> list[dict]:
+    from .store import Store
+    state: dict[str, tuple] = {}
+    if config.database.exists():
+        with Store.open(config.database, read_only=True) as store:
+            cols, rows = store.query("SELECT * FROM feed_health")
+            state = {r[0]: dict(zip(cols, r)) for r in rows}
+    out = []
+    for f in config.feeds:
+        row = dict(state.get(f.url) or {"feed_url": f.url, "last_status": "never fetched"})
+        row["name"] = f.name or row.get("title") or ""
+        out.append(row)
+    return out
+
+
+def _when(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+
+def cmd_feeds(args) -> int:
+    from .http import HttpClient
+    from .subscriptions import add_feeds_to_config, discover_feed, parse_opml, render_opml
+    config = load_config(args.config)
+    action = args.feeds_command or "list"
+    if action == "list":
+        rows = _feed_rows(config)
+        print(f"{'status':<14} {'fails':>5}  {'last ok':<16}  {'entries':>7}  {'overlap':>7}  "
+              f"{'next try':<16}  feed")
+        for r in rows:
+            overlap = r.get("last_overlap")
+            print(f"{r.get('last_status') or '-':<14} {r.get('consecutive_failures') or 0:>5}  "
+                  f"{_when(r.get('last_ok_at')):<16}  {r.get('entries_last_fetch') or '-':>7}  "
+                  f"{'-' if overlap is None else f'{overlap:.0%}':>7}  {_when(r.get('next_fetch_at')):<16}  "
+                  f"{(r['name'] + ' ') if r['name'] else ''}{r['feed_url']}")
+            for note in (r.get("last_error"), r.get("last_warning")):
+                if note:
+                    print(f"{'':<14} {'':>5}  {note}")
+        failing = sum(1 for r in rows if r.get("last_status") == "failed")
+        print(f"{len(rows)} feeds, {failing} failing")
+        return EXIT_OK
+    if action == "add":
+        with HttpClient.from_config(config) as client:
+            found = discover_feed(client, args.url)
+        spec = FeedSpec(found.url, args.name or found.title)
+        path, added = add_feeds_to_config(config.path, [spec])
+        if added:
+            print(f"added {found.url} ({found.title or 'untitled'}, {found.entries} entries) to {path}")
+        else:
+            print(f"{found.url} is already in {path}")
+        return EXIT_OK
+    if action == "import-opml":
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise AiwatchError(f"{args.file}: cannot be read: {exc.strerror}") from None
+        feeds = parse_opml(data, args.file)
+        path, added = add_feeds_to_config(config.path, feeds)
+        print(f"imported {len(added)} new feeds of {len(feeds)} in {args.file} into {path}")
+        return EXIT_OK
+    if action == "export-opml":
+        text = render_opml(config.feeds)
+        if args.out:
+            Path(args.out).write_text(text, "utf-8")
+            print(f"wrote {len(config.feeds)} feeds to {args.out}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    raise AssertionError(action)
+
+
 def cmd_serve(args) -> int:
     from .flow import serve
     load_config(args.config)  # validate before starting anything
@@ -197,6 +267,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", metavar="RUN_ID", help="the run whose digest to render")
     p.add_argument("--since", metavar="DATE", type=_parse_since, help="everything fetched since DATE (ISO 8601)")
     p.add_argument("--out", metavar="DIR", help="folder to write to (default: [digest] dir)")
+
+    p = add("feeds", cmd_feeds, "List the feeds with their health; add, import or export feeds.",
+            """aiwatch feeds                                   # health of every feed
+            aiwatch feeds add https://example.com/news      # a feed, or a site that links to one
+            aiwatch feeds import-opml subscriptions.opml
+            aiwatch feeds export-opml --out feeds.opml""")
+    _add_config(p)
+    fsub = p.add_subparsers(dest="feeds_command", metavar="ACTION")
+
+    def fadd(name: str, help: str) -> argparse.ArgumentParser:
+        fp = fsub.add_parser(name, help=help, description=help)
+        fp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: ./aiwatch.toml when present)")
+        return fp
+
+    fadd("list", "every feed with its health (the default)")
+    fp = fadd("add", "add a feed by its URL, or a site URL whose page links to its feed")
+    fp.add_argument("url")
+    fp.add_argument("--name", help="outlet name shown in the digest (default: the feed's title)")
+    fp = fadd("import-opml", "add the feeds of an OPML file")
+    fp.add_argument("file")
+    fp = fadd("export-opml", "write the configured feeds as OPML (stdout, or --out FILE)")
+    fp.add_argument("--out", metavar="FILE")
 
     p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
             "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")

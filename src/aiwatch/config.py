@@ -60,6 +60,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("fetch.max_redirects", int, 5, "Redirects followed per request.", _non_negative),
     Setting("fetch.concurrency", int, 8, "Requests in flight at once, across all hosts.", _positive),
     Setting("fetch.per_host", int, 2, "Requests in flight at once to one host.", _positive),
+    Setting("fetch.host_delay", float, 0.5, "Least seconds between the starts of two requests to one host.",
+            _non_negative),
+    Setting("fetch.retries", int, 2,
+            "Retries of a transient failure (timeout, connection error, 429, 502, 503, 504); "
+            "other errors are not retried.", _non_negative),
+    Setting("fetch.robots", bool, True,
+            "Honour robots.txt for article pages; a disallowed page keeps the feed's own text."),
+    Setting("health.backoff_hours", float, 12.0,
+            "After k failures in a row a feed waits backoff_hours x 2^(k-1) before the next try, "
+            "at most a week; it is never dropped.", _positive),
+    Setting("health.stale_days", int, 14,
+            "A feed with no new item for this many days is listed as stale in the digest.", _positive),
     Setting("fetch.contact", str, "https://github.com/aiwatch/aiwatch",
             "Contact URL sent in the User-Agent, so site owners can reach you.", _contact),
     Setting("extract.min_chars", int, 300,

@@ -36,11 +36,21 @@ class ThemeSection:
 
 
 @dataclass(frozen=True)
-class FeedProblem:
+class FeedStatus:
     feed_url: str
     name: str | None
-    error: str
-    consecutive_failures: int
+    detail: str  # the error, how long it has been quiet, or when it came back
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True)
+class FeedHealth:
+    failing: tuple[FeedStatus, ...] = ()
+    stale: tuple[FeedStatus, ...] = ()
+    recovered: tuple[FeedStatus, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.failing or self.stale or self.recovered)
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class DigestData:
     themes: tuple[ThemeSection, ...]
     stats: dict = field(default_factory=dict)
     article_failures: tuple[tuple[str, str], ...] = ()  # (url, error)
-    feed_problems: tuple[FeedProblem, ...] = ()
+    health: FeedHealth = FeedHealth()
 
     @property
     def flagged_total(self) -> int:
@@ -90,10 +100,32 @@ def _sections(store: Store, config: Config, where: str, params: list) -> tuple[T
     return tuple(sections)
 
 
-def _feed_problems(store: Store) -> tuple[FeedProblem, ...]:
-    rows = store.query("""SELECT feed_url, name, last_error, consecutive_failures FROM core.feeds
-                          WHERE last_status = 'failed' ORDER BY consecutive_failures DESC, feed_url""")[1]
-    return tuple(FeedProblem(*r) for r in rows)
+def feed_health_report(store: Store, config: Config, since: datetime, now: datetime) -> FeedHealth:
+    """Failing feeds, stale feeds (no new item in health.stale_days) and feeds that came back
+    since ``since``, among the configured feeds."""
+    urls = [f.url for f in config.feeds]
+    if not urls:
+        return FeedHealth()
+    days = config["health.stale_days"]
+    rows = store.query("""
+        SELECT feed_url, name, last_status, consecutive_failures, last_error, last_new_at, first_seen_at,
+               recovered_at, next_fetch_at
+        FROM core.feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[])) ORDER BY feed_url""", [urls])[1]
+    failing, stale, recovered = [], [], []
+    for url, name, status, failures, error, last_new, first_seen, recovered_at, next_at in rows:
+        if status == "failed":
+            retry = f"; next try after {next_at:%Y-%m-%d %H:%M} UTC" if next_at else ""
+            failing.append(FeedStatus(url, name, f"{error} (failed {failures} time{'s' if failures != 1 else ''} "
+                                                 f"in a row{retry})", failures))
+            continue
+        quiet_since = last_new or first_seen
+        if quiet_since is not None and (now - quiet_since).days >= days:
+            what = f"no new item since {last_new:%Y-%m-%d}" if last_new else f"no item at all in {days}+ days"
+            stale.append(FeedStatus(url, name, what))
+        if recovered_at is not None and recovered_at >= since:
+            recovered.append(FeedStatus(url, name, f"working again since {recovered_at:%Y-%m-%d %H:%M} UTC"))
+    failing.sort(key=lambda f: -f.consecutive_failures)
+    return FeedHealth(tuple(failing), tuple(stale), tuple(recovered))
 
 
 def digest_for_run(store: Store, config: Config, run_id: str, now: datetime) -> DigestData:
@@ -102,10 +134,11 @@ def digest_for_run(store: Store, config: Config, run_id: str, now: datetime) -> 
     stats = dict(zip(cols, rows[0])) if rows else {}
     failures = store.query("SELECT url, error FROM core.failures WHERE run_id = ? AND stage <> 'feed' "
                            "ORDER BY url", [run_id])[1]
+    started = stats.get("started_at") or now
     return DigestData(
         generated_at=now, scope=f"run {run_id}", run_id=run_id,
         themes=_sections(store, config, "m.run_id = ?", [run_id]),
-        stats=stats, article_failures=tuple(failures), feed_problems=_feed_problems(store),
+        stats=stats, article_failures=tuple(failures), health=feed_health_report(store, config, started, now),
     )
 
 
@@ -121,7 +154,7 @@ def digest_since(store: Store, config: Config, since: datetime, now: datetime) -
     return DigestData(
         generated_at=now, scope=f"articles fetched since {since:%Y-%m-%d %H:%M} UTC", run_id=None,
         themes=_sections(store, config, "a.fetched_at >= ?", [since]),
-        stats=stats, article_failures=tuple(failures), feed_problems=_feed_problems(store),
+        stats=stats, article_failures=tuple(failures), health=feed_health_report(store, config, since, now),
     )
 
 

@@ -63,15 +63,18 @@ def _blocked_address(ip: ipaddress._BaseAddress) -> bool:
             or ip.is_multicast or ip.is_unspecified)
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs aiwatch must never fetch; raises BlockedURLError."""
+def check_url(url: str, *, allow_private: bool, allowed_hosts: frozenset[str] = frozenset()) -> None:
+    """Refuse URLs aiwatch must never fetch; raises BlockedURLError.
+
+    ``allowed_hosts`` ("host:port") are trusted even on private addresses.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise BlockedURLError(url, f"scheme {parts.scheme or '(none)'!r} is not allowed, only http and https")
     host = parts.hostname
     if not host:
         raise BlockedURLError(url, "URL has no host")
-    if allow_private:
+    if allow_private or parts.netloc.lower() in allowed_hosts:
         return
     try:
         infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
@@ -99,23 +102,50 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class _HostGate:
+    """At most ``limit`` requests in flight to one host, and starts at least ``delay`` apart."""
+
+    def __init__(self, limit: int, delay: float):
+        self._sem = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._delay = delay
+        self._next = 0.0
+
+    def __enter__(self) -> "_HostGate":
+        self._sem.acquire()
+        if self._delay > 0:
+            with self._lock:
+                now = time.monotonic()
+                start = max(now, self._next)
+                self._next = start + self._delay
+            if start > now:
+                time.sleep(start - now)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sem.release()
+
+
 class HttpClient:
-    """A thread-safe fetcher with per-host concurrency limits. Use as a context manager."""
+    """A thread-safe fetcher with per-host limits (concurrency and spacing). A context manager."""
 
     def __init__(self, *, timeout: float = 20.0, max_bytes: int = 10_000_000, max_redirects: int = 5,
                  allow_private: bool = False, contact: str = "https://github.com/aiwatch/aiwatch",
-                 per_host: int = 2, retries: int = 2, backoff: float = 1.0, max_retry_wait: float = 60.0,
-                 sleep: Callable[[float], None] = time.sleep):
+                 per_host: int = 2, host_delay: float = 0.0, retries: int = 2, backoff: float = 1.0,
+                 max_retry_wait: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 allowed_hosts: frozenset[str] = frozenset()):
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
         self.allow_private = allow_private
+        self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.per_host = per_host
+        self.host_delay = host_delay
         self.retries = retries
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
         self._sleep = sleep
-        self._host_locks: dict[str, threading.BoundedSemaphore] = {}
+        self._host_gates: dict[str, _HostGate] = {}
         self._lock = threading.Lock()
         self._client = httpx.Client(
             follow_redirects=False,
@@ -130,7 +160,8 @@ class HttpClient:
         return cls(timeout=config["fetch.timeout"], max_bytes=config["fetch.max_bytes"],
                    max_redirects=config["fetch.max_redirects"],
                    allow_private=config["fetch.allow_private_addresses"],
-                   contact=config["fetch.contact"], per_host=config["fetch.per_host"])
+                   contact=config["fetch.contact"], per_host=config["fetch.per_host"],
+                   host_delay=config["fetch.host_delay"], retries=config["fetch.retries"])
 
     def __enter__(self) -> "HttpClient":
         return self
@@ -141,13 +172,13 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
-    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+    def _host_slot(self, url: str) -> _HostGate:
         host = (urlsplit(url).hostname or "").lower()
         with self._lock:
-            sem = self._host_locks.get(host)
-            if sem is None:
-                sem = self._host_locks[host] = threading.BoundedSemaphore(self.per_host)
-            return sem
+            gate = self._host_gates.get(host)
+            if gate is None:
+                gate = self._host_gates[host] = _HostGate(self.per_host, self.host_delay)
+            return gate
 
     def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
               accept: str | None = None) -> Fetched:
@@ -182,7 +213,7 @@ class HttpClient:
         current = url
         seen = {url}
         for _hop in range(self.max_redirects + 1):
-            check_url(current, allow_private=self.allow_private)
+            check_url(current, allow_private=self.allow_private, allowed_hosts=self.allowed_hosts)
             with self._host_slot(current):
                 status, resp_headers, body = self._get(current, headers, deadline, url)
             if status in REDIRECT_STATUS:

@@ -15,7 +15,7 @@ import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -28,6 +28,7 @@ from .extract import extract_article, strip_leading_title
 from .feeds import FEED_ACCEPT, parse_feed
 from .http import HttpClient
 from .progress import track
+from .robots import RobotsPolicy
 from .records import Article, Failure, FeedEntry, FeedOutcome, Match, Passage, RunStats
 from .score import ThemeVectors, score_article, theme_texts
 from .store import Store
@@ -86,7 +87,8 @@ class RunResult:
 
     @property
     def all_feeds_failed(self) -> bool:
-        return self.stats.feeds_total > 0 and self.stats.feeds_failed == self.stats.feeds_total
+        s = self.stats
+        return s.feeds_failed > 0 and s.feeds_failed == s.feeds_total - s.feeds_deferred
 
 
 # -- stages -----------------------------------------------------------------------------
@@ -123,42 +125,94 @@ def _entry_url(entry: FeedEntry) -> str:
     return canonical_url(entry.link) if entry.link else f"urn:aiwatch:{entry.feed_url}#{entry.entry_id}"
 
 
-def fetch_feeds(config: Config, run_id: str, now: datetime | None = None) -> FeedsResult:
-    """Fetch every feed (conditional GET), parse it, record its health, return the new entries."""
+BACKOFF_SLACK = timedelta(minutes=30)  # a daily run a little early still fetches a feed due today
+
+
+def _is_due(state, now: datetime) -> bool:
+    return state is None or state.next_fetch_at is None or state.next_fetch_at <= now + BACKOFF_SLACK
+
+
+def _with_overlap(outcome: FeedOutcome, state, new_entries: int) -> FeedOutcome:
+    """Add the overlap with the previous fetch; warn when a full feed shares nothing with it."""
+    if outcome.status != "ok":
+        return outcome
+    ids = {e.entry_id for e in outcome.entries}
+    prev = set(state.last_entry_ids) if state else set()
+    overlap = len(ids & prev) / len(ids) if ids and prev else None
+    warning = outcome.warning
+    if overlap == 0 and len(ids) >= len(prev):
+        gap = ("none of its entries were in the previous fetch: items were probably missed "
+               "between runs; fetch this feed more often")
+        warning = f"{warning}; {gap}" if warning else gap
+    return replace(outcome, overlap=overlap, new_entries=new_entries, warning=warning)
+
+
+def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, force: bool = False) -> FeedsResult:
+    """Fetch every due feed (conditional GET), parse it, record its health, return the new entries.
+
+    A feed backing off after failures is skipped until it is due again (``force`` fetches it
+    anyway). New entries are those never seen, plus seen ones the feed has since edited.
+    """
     now = now or utcnow()
     urls = [f.url for f in config.feeds]
     with open_store(config) as store:
         states = store.feed_states(urls)
-    outcomes: list[FeedOutcome] = []
-    with HttpClient.from_config(config) as client, track("feeds", len(urls)) as bar, \
-            ThreadPoolExecutor(max_workers=min(config["fetch.concurrency"], max(1, len(urls)))) as pool:
-        futures = [pool.submit(_fetch_one_feed, client, u, states.get(u)) for u in urls]
-        for fut in futures:
-            outcome = fut.result()
-            outcomes.append(outcome)
+    due = [u for u in urls if force or _is_due(states.get(u), now)]
+    outcomes: list[FeedOutcome] = [FeedOutcome(u, "deferred") for u in urls if u not in set(due)]
+    for o in outcomes:
+        log.info("feed %s: backing off after %d failures, next try after %s", o.feed_url,
+                 states[o.feed_url].consecutive_failures, f"{states[o.feed_url].next_fetch_at:%Y-%m-%d %H:%M}")
+    fetched: list[FeedOutcome] = []
+    with HttpClient.from_config(config) as client, track("feeds", len(due)) as bar, \
+            ThreadPoolExecutor(max_workers=min(config["fetch.concurrency"], max(1, len(due)))) as pool:
+        for fut in [pool.submit(_fetch_one_feed, client, u, states.get(u)) for u in due]:
+            fetched.append(fut.result())
             bar.advance()
-            if outcome.status == "failed":
-                log.warning("feed %s: %s", outcome.feed_url, outcome.error)
-            elif outcome.warning:
-                log.warning("feed %s: %s", outcome.feed_url, outcome.warning)
-    failures = [Failure("feed", o.feed_url, o.error or "failed", o.feed_url)
-                for o in outcomes if o.status == "failed"]
-    entries = [e for o in outcomes for e in o.entries]
+    entries = [e for o in fetched for e in o.entries]
     with open_store(config) as store:
-        store.record_feed_outcomes(outcomes, {f.url: f.name for f in config.feeds}, now)
-        store.record_failures(run_id, failures, now)
         seen = store.seen_entries([(e.feed_url, e.entry_id) for e in entries])
         known = store.known_urls([_entry_url(e) for e in entries])
-    new, batch_urls = [], set()
+    new: list[FeedEntry] = []
+    batch_urls: set[str] = set()
+    unchanged_backfill, edited = [], 0
+    new_per_feed: dict[str, int] = {}
     for e in entries:
-        key = _entry_url(e)
-        if (e.feed_url, e.entry_id) in seen or key in known or key in batch_urls:
+        key, url = (e.feed_url, e.entry_id), _entry_url(e)
+        if key in seen:
+            old_hash = seen[key]
+            if old_hash is None:  # seen before entry hashes were kept: record it, don't redo it
+                unchanged_backfill.append((e.feed_url, e.entry_id, url_key(url), e.entry_hash))
+            elif old_hash != e.entry_hash and url not in batch_urls:
+                batch_urls.add(url)
+                new.append(e)
+                edited += 1
             continue
-        batch_urls.add(key)
+        new_per_feed[e.feed_url] = new_per_feed.get(e.feed_url, 0) + 1
+        if url in known:
+            unchanged_backfill.append((e.feed_url, e.entry_id, known[url], e.entry_hash))
+            continue
+        if url in batch_urls:
+            continue
+        batch_urls.add(url)
         new.append(e)
-    ok = sum(1 for o in outcomes if o.status != "failed")
-    log.info("feeds: %d ok (%d not modified), %d failed; %d entries, %d new",
-             ok, sum(1 for o in outcomes if o.status == "not_modified"), len(failures), len(entries), len(new))
+    fetched = [_with_overlap(o, states.get(o.feed_url), new_per_feed.get(o.feed_url, 0)) for o in fetched]
+    for o in fetched:
+        if o.status == "failed":
+            log.warning("feed %s: %s", o.feed_url, o.error)
+        elif o.warning:
+            log.warning("feed %s: %s", o.feed_url, o.warning)
+    outcomes = fetched + outcomes
+    failures = [Failure("feed", o.feed_url, o.error or "failed", o.feed_url)
+                for o in outcomes if o.status == "failed"]
+    with open_store(config) as store:
+        store.record_feed_outcomes(outcomes, {f.url: f.name for f in config.feeds}, now,
+                                   backoff_hours=config["health.backoff_hours"])
+        store.record_failures(run_id, failures, now)
+        store.mark_entries_seen(unchanged_backfill)
+    count = {s: sum(1 for o in outcomes if o.status == s) for s in ("ok", "not_modified", "failed", "deferred")}
+    log.info("feeds: %d ok, %d not modified, %d failed, %d backing off; %d entries, %d new, %d edited",
+             count["ok"], count["not_modified"], count["failed"], count["deferred"], len(entries),
+             len(new) - edited, edited)
     return FeedsResult(tuple(outcomes), tuple(new), len(entries))
 
 
@@ -170,7 +224,7 @@ def _outlet(config: Config, entry: FeedEntry, feed_titles: dict[str, str | None]
 
 
 def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str,
-                  now: datetime) -> tuple[Article, list[str], Failure | None]:
+                  now: datetime, robots: RobotsPolicy | None = None) -> tuple[Article, list[str], Failure | None]:
     """Fetch and extract one entry's page, falling back to the feed's own text.
 
     Returns the article, the extra URLs it was reached under, and a failure to record (or None).
@@ -181,7 +235,9 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
         None, None, None
     aliases: list[str] = []
     page_date = None
-    if client is not None and entry.link:
+    if client is not None and entry.link and robots is not None and not robots.allowed(entry.link):
+        page_error = "disallowed by robots.txt, used the feed's content"
+    elif client is not None and entry.link:
         try:
             fetched = client.fetch(entry.link)
             if fetched.url != entry.link:
@@ -225,12 +281,14 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     fetch_pages = config["fetch.articles"]
     failures: list[Failure] = []
     stored = duplicates = 0
+    hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
     with (HttpClient.from_config(config) if fetch_pages else _NullContext()) as client, \
             track("articles", len(entries)) as bar, \
             ThreadPoolExecutor(max_workers=config["fetch.concurrency"]) as pool:
+        robots = RobotsPolicy(client) if client is not None and config["fetch.robots"] else None
         for start in range(0, len(entries), ARTICLE_BATCH):
             batch = entries[start:start + ARTICLE_BATCH]
-            futures = [pool.submit(build_article, config, client, e, _outlet(config, e, titles), now)
+            futures = [pool.submit(build_article, config, client, e, _outlet(config, e, titles), now, robots)
                        for e in batch]
             built = []
             for fut in futures:
@@ -249,7 +307,8 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                     if any(known.get(al) not in (None, article.article_id) for al in aliases):
                         # reached under another URL of an article we already have: same article
                         other = next(known[al] for al in aliases if known.get(al))
-                        store.mark_entries_seen([(article.feed_url, article.entry_id, other)])
+                        store.mark_entries_seen([(article.feed_url, article.entry_id, other,
+                                                  hashes.get((article.feed_url, article.entry_id)))])
                         continue
                     dup_of = firsts.get(article.content_hash) if article.content_hash else None
                     if dup_of == article.article_id:
@@ -264,7 +323,7 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                                                         max_words=config["embed.chunk_words"],
                                                         max_passages=config["embed.max_chunks"])):
                         psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
-                store.save_articles(rows, psg, run_id)
+                store.save_articles(rows, psg, run_id, hashes)
                 store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
                 stored += len(rows)
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures",
@@ -386,7 +445,8 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
     try:
         feeds = stage(fetch_feeds)(config, run_id, clock())
         stats = replace(stats, feeds_ok=feeds.count("ok"), feeds_not_modified=feeds.count("not_modified"),
-                        feeds_failed=feeds.count("failed"), entries_seen=feeds.entries_seen)
+                        feeds_failed=feeds.count("failed"), feeds_deferred=feeds.count("deferred"),
+                        entries_seen=feeds.entries_seen)
         arts = stage(fetch_articles)(config, run_id, feeds.new_entries, clock())
         stats = replace(stats, articles_new=arts.stored, articles_failed=len(arts.failures))
         stats = replace(stats, passages_embedded=stage(embed_passages)(config, run_id, clock()))
@@ -396,7 +456,7 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
         stage(finish_run)(config, run_id, stats, "failed", clock(),
                           str(exc) if isinstance(exc, AiwatchError) else f"{type(exc).__name__}: {exc}")
         raise
-    if stats.feeds_total and stats.feeds_failed == stats.feeds_total:
+    if stats.feeds_failed and stats.feeds_failed == stats.feeds_total - stats.feeds_deferred:
         status = "failed"
     elif stats.feeds_failed or stats.articles_failed:
         status = "partial"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,12 @@ class FeedEntry:
     content: str  # plain text of the feed's full content, if it carries one
     published: datetime | None
     author: str | None = None
+
+    @property
+    def entry_hash(self) -> str:
+        """Hash of what the feed says about the entry: a change means the entry was edited."""
+        blob = "\x1f".join([self.link or "", self.title, self.summary, self.content])
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class FeedOutcome:
     last_modified: str | None = None
     http_status: int | None = None
     title: str | None = None
+    overlap: float | None = None  # share of this fetch's entries that the previous fetch had
+    new_entries: int = 0  # entries not seen before
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class RunStats:
     feeds_ok: int = 0
     feeds_not_modified: int = 0
     feeds_failed: int = 0
+    feeds_deferred: int = 0
     entries_seen: int = 0
     articles_new: int = 0
     articles_failed: int = 0

@@ -58,6 +58,8 @@ class FeedState:
     etag: str | None
     last_modified: str | None
     consecutive_failures: int
+    next_fetch_at: datetime | None = None
+    last_entry_ids: tuple[str, ...] = ()
 
 
 class Store:
@@ -160,22 +162,32 @@ class Store:
         if not urls:
             return {}
         rows = self.con.execute(
-            "SELECT feed_url, etag, last_modified, consecutive_failures FROM core.feeds "
-            "WHERE feed_url IN (SELECT unnest(?::VARCHAR[]))", [list(urls)]).fetchall()
-        return {r[0]: FeedState(*r) for r in rows}
+            "SELECT feed_url, etag, last_modified, consecutive_failures, next_fetch_at, last_entry_ids "
+            "FROM core.feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[]))", [list(urls)]).fetchall()
+        return {r[0]: FeedState(*r[:5], tuple(r[5] or ())) for r in rows}
 
     def record_feed_outcomes(self, outcomes: Iterable[FeedOutcome], names: dict[str, str | None],
-                             now: datetime) -> None:
+                             now: datetime, backoff_hours: float = 12.0) -> None:
+        """Record each fetch: health counters, conditional-GET validators, backoff, overlap.
+
+        A failing feed is never dropped: after k failures in a row it waits
+        ``backoff_hours * 2**(k-1)`` (at most a week) before the next try.
+        """
         with self.transaction() as con:
             for o in outcomes:
+                if o.status == "deferred":
+                    continue
                 ok = o.status in ("ok", "not_modified")
                 con.execute("""
                     INSERT INTO core.feeds AS f (feed_url, name, title, etag, last_modified, last_status,
                         last_http_status, last_attempt_at, last_ok_at, consecutive_failures, last_error,
-                        last_warning, entries_last_fetch)
+                        last_warning, entries_last_fetch, first_seen_at, next_fetch_at, last_entry_ids,
+                        last_overlap, last_new_at)
                     VALUES ($url, $name, $title, $etag, $lm, $status, $http, $now,
                             CASE WHEN $ok THEN $now END, CASE WHEN $ok THEN 0 ELSE 1 END, $error,
-                            $warning, $entries)
+                            $warning, $entries, $now,
+                            CASE WHEN $ok THEN NULL ELSE $now + to_seconds(CAST(round($backoff * 3600) AS BIGINT)) END,
+                            $ids, $overlap, CASE WHEN $new > 0 THEN $now END)
                     ON CONFLICT (feed_url) DO UPDATE SET
                         name = excluded.name,
                         title = coalesce(excluded.title, f.title),
@@ -186,28 +198,42 @@ class Store:
                         last_http_status = excluded.last_http_status,
                         last_attempt_at = excluded.last_attempt_at,
                         last_ok_at = CASE WHEN $ok THEN excluded.last_ok_at ELSE f.last_ok_at END,
+                        recovered_at = CASE WHEN $ok AND f.consecutive_failures > 0 THEN $now
+                                            ELSE f.recovered_at END,
                         consecutive_failures = CASE WHEN $ok THEN 0 ELSE f.consecutive_failures + 1 END,
+                        next_fetch_at = CASE WHEN $ok THEN NULL
+                            ELSE $now + to_seconds(CAST(round(least($backoff * pow(2, f.consecutive_failures), 168.0) * 3600)
+                                                           AS BIGINT)) END,
                         last_error = CASE WHEN $ok THEN NULL ELSE excluded.last_error END,
                         last_warning = excluded.last_warning,
                         entries_last_fetch = CASE WHEN $status = 'ok' THEN excluded.entries_last_fetch
-                                                  ELSE f.entries_last_fetch END
+                                                  ELSE f.entries_last_fetch END,
+                        last_entry_ids = CASE WHEN $status = 'ok' THEN excluded.last_entry_ids
+                                              ELSE f.last_entry_ids END,
+                        last_overlap = CASE WHEN $status = 'ok' THEN excluded.last_overlap
+                                            ELSE f.last_overlap END,
+                        last_new_at = CASE WHEN $new > 0 THEN $now ELSE f.last_new_at END
                     """, {
                     "url": o.feed_url, "name": names.get(o.feed_url), "title": o.title, "etag": o.etag,
                     "lm": o.last_modified, "status": o.status, "http": o.http_status, "now": now,
                     "ok": ok, "error": o.error, "warning": o.warning,
                     "entries": len(o.entries) if o.status == "ok" else None,
+                    "backoff": float(backoff_hours),
+                    "ids": [e.entry_id for e in o.entries] if o.status == "ok" else None,
+                    "overlap": o.overlap, "new": o.new_entries,
                 })
 
     # -- articles ----------------------------------------------------------------------
 
-    def seen_entries(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    def seen_entries(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """For each (feed_url, entry_id) already handled, the entry hash it had then."""
         if not keys:
-            return set()
+            return {}
         rows = self.con.execute(
-            "SELECT feed_url, entry_id FROM core.entries_seen WHERE (feed_url, entry_id) IN "
+            "SELECT feed_url, entry_id, entry_hash FROM core.entries_seen WHERE (feed_url, entry_id) IN "
             "(SELECT (unnest(?::VARCHAR[]), unnest(?::VARCHAR[])))",
             [[k[0] for k in keys], [k[1] for k in keys]]).fetchall()
-        return {(r[0], r[1]) for r in rows}
+        return {(r[0], r[1]): r[2] for r in rows}
 
     def known_urls(self, canonical_urls: Sequence[str]) -> dict[str, str]:
         """Map each already-stored canonical URL (or alias) to its article_id."""
@@ -230,33 +256,64 @@ class Store:
         return dict(rows)
 
     def save_articles(self, articles: Sequence[tuple[Article, str | None, Sequence[str]]],
-                      passages: Sequence[Passage], run_id: str) -> None:
-        """Upsert articles (with their duplicate_of and alias URLs) and their passages, atomically."""
+                      passages: Sequence[Passage], run_id: str,
+                      entry_hashes: dict[tuple[str, str], str] | None = None) -> None:
+        """Upsert articles (with duplicate_of and alias URLs), their entries and passages, atomically.
+
+        An article stored before whose content changed (the feed edited the entry) gets the new
+        text, ``updated_at``, fresh passages, and loses its scores so the next score stage
+        re-scores it. An unchanged article is left as it was: repeating a save changes nothing.
+        """
+        entry_hashes = entry_hashes or {}
+        by_article: dict[str, list[Passage]] = {}
+        for p in passages:
+            by_article.setdefault(p.article_id, []).append(p)
         with self.transaction() as con:
             for art, duplicate_of, aliases in articles:
-                con.execute("""
-                    INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
-                        text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
-                        outlet, page_error, run_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (article_id) DO NOTHING""", [
-                    art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
-                    art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
-                    art.content_hash, duplicate_of, art.outlet, art.page_error, run_id])
-                con.execute("INSERT INTO core.entries_seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                            [art.feed_url, art.entry_id, art.article_id])
+                old = con.execute("SELECT content_hash, title FROM core.articles WHERE article_id = ?",
+                                  [art.article_id]).fetchone()
+                changed = old is not None and (old[0] != art.content_hash or old[1] != art.title)
+                if old is None:
+                    con.execute("""
+                        INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
+                            text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
+                            outlet, page_error, run_id)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
+                        art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
+                        art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
+                        art.content_hash, duplicate_of, art.outlet, art.page_error, run_id])
+                elif changed:
+                    con.execute("""
+                        UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
+                            published_at = coalesce(published_at, ?), language = ?, content_hash = ?,
+                            page_error = ?, updated_at = ?
+                        WHERE article_id = ?""", [
+                        art.title, art.text, art.text_source, art.author, art.published_at, art.language,
+                        art.content_hash, art.page_error, art.fetched_at, art.article_id])
+                    con.execute("DELETE FROM core.passages WHERE article_id = ?", [art.article_id])
+                    con.execute("DELETE FROM core.scores WHERE article_id = ?", [art.article_id])
+                if old is None or changed:
+                    rows = [[p.article_id, p.passage_no, p.text, p.text_hash]
+                            for p in by_article.get(art.article_id, [])]
+                    if rows:
+                        con.executemany("INSERT INTO core.passages VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                        rows)
+                key = (art.feed_url, art.entry_id)
+                con.execute("""INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash)
+                               VALUES (?, ?, ?, ?)
+                               ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
+                            [art.feed_url, art.entry_id, art.article_id, entry_hashes.get(key)])
                 for alias in {art.canonical_url, *aliases}:
                     con.execute("INSERT INTO core.url_aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
                                 [alias, art.article_id])
-            if passages:
-                con.executemany(
-                    "INSERT INTO core.passages VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [[p.article_id, p.passage_no, p.text, p.text_hash] for p in passages])
 
-    def mark_entries_seen(self, rows: Sequence[tuple[str, str, str]]) -> None:
+    def mark_entries_seen(self, rows: Sequence[tuple[str, str, str, str | None]]) -> None:
+        """Record (feed_url, entry_id, article_id, entry_hash) rows without new articles."""
         if rows:
             with self.transaction() as con:
-                con.executemany("INSERT INTO core.entries_seen VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                con.executemany("""INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash)
+                                   VALUES (?, ?, ?, ?)
+                                   ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
                                 [list(r) for r in rows])
 
     # -- embeddings --------------------------------------------------------------------
@@ -359,11 +416,12 @@ class Store:
         with self.transaction() as con:
             con.execute("""
                 UPDATE core.runs SET finished_at = ?, status = ?, feeds_total = ?, feeds_ok = ?,
-                    feeds_not_modified = ?, feeds_failed = ?, entries_seen = ?, articles_new = ?,
-                    articles_failed = ?, passages_embedded = ?, articles_scored = ?, flagged = ?, error = ?
+                    feeds_not_modified = ?, feeds_failed = ?, feeds_deferred = ?, entries_seen = ?,
+                    articles_new = ?, articles_failed = ?, passages_embedded = ?, articles_scored = ?,
+                    flagged = ?, error = ?
                 WHERE run_id = ?""", [
                 now, status, stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
-                stats.entries_seen, stats.articles_new, stats.articles_failed, stats.passages_embedded,
+                stats.feeds_deferred, stats.entries_seen, stats.articles_new, stats.articles_failed, stats.passages_embedded,
                 stats.articles_scored, stats.flagged, error, stats.run_id])
 
     def query(self, sql: str, params: Sequence | dict | None = None) -> tuple[list[str], list[tuple]]:

@@ -130,4 +130,5 @@ def demo_settings(out_dir: Path) -> dict[str, Any]:
         "storage.database": str(out_dir / "aiwatch.duckdb"),
         "digest.dir": str(out_dir),
         "fetch.allow_private_addresses": True,
+        "fetch.host_delay": 0.0,  # our own local server: no need to space requests out
     }

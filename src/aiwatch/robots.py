@@ -1,0 +1,60 @@
+"""robots.txt for article pages, fetched once per host per run (RFC 9309 semantics)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+from .errors import FetchError
+from .http import HttpClient
+
+log = logging.getLogger(__name__)
+
+AGENT = "aiwatch"
+
+
+class RobotsPolicy:
+    """Answers whether aiwatch may fetch a URL. One instance per run: the cache is per run.
+
+    A robots.txt that is missing or refused with a 4xx allows everything; one that cannot be
+    fetched (5xx, network error) disallows everything on that host for this run, as RFC 9309
+    asks. The feed's own text is used for pages that are not allowed.
+    """
+
+    def __init__(self, client: HttpClient):
+        self._client = client
+        self._cache: dict[str, RobotFileParser | bool] = {}
+        self._lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
+
+    def _rules(self, url: str) -> RobotFileParser | bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            host_lock = self._host_locks.setdefault(origin, threading.Lock())
+        with host_lock:  # fetch each host's robots.txt once, even with many threads asking
+            if origin in self._cache:
+                return self._cache[origin]
+            rules: RobotFileParser | bool
+            try:
+                fetched = self._client.fetch(origin + "/robots.txt")
+                parser = RobotFileParser()
+                parser.parse(fetched.content.decode("utf-8", errors="replace").splitlines())
+                rules = parser
+            except FetchError as exc:
+                if exc.status is not None and 400 <= exc.status < 500:
+                    rules = True  # no robots.txt: everything allowed
+                else:
+                    log.info("robots.txt of %s unavailable (%s): not fetching its pages this run",
+                             origin, exc.reason)
+                    rules = False
+            self._cache[origin] = rules
+            return rules
+
+    def allowed(self, url: str) -> bool:
+        rules = self._rules(url)
+        if isinstance(rules, bool):
+            return rules
+        return rules.can_fetch(AGENT, url)
