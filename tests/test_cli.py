@@ -14,7 +14,7 @@ from aiwatch.cli import build_parser, main
 from aiwatch.config import SETTINGS, config_template, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("init", "run", "demo", "digest", "feeds", "serve")
+COMMANDS = ("init", "run", "demo", "digest", "feeds", "serve", "query", "search", "export", "prune")
 
 
 def aiwatch(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -32,7 +32,7 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_commands_that_touch_the_database_take_config():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    for name in ("run", "demo", "digest", "feeds", "serve"):
+    for name in ("run", "demo", "digest", "feeds", "serve", "query", "search", "export", "prune"):
         assert "--config" in sub.choices[name].format_help(), name
 
 
@@ -120,3 +120,17 @@ def test_prefect_home_is_created_on_a_fresh_machine(tmp_path):
     subprocess.run([sys.executable, "-c", "from aiwatch.prefect_env import configure_prefect_env as c; c()"],
                    check=True, env=env, timeout=60)
     assert (tmp_path / ".aiwatch" / "prefect").is_dir()
+
+
+def test_schema_reference_documents_every_view_column(demo_run):
+    doc = (ROOT / "docs" / "schema.md").read_text("utf-8")
+    with duckdb_connect(demo_run["config"].database) as con:
+        for view in ("articles", "matches", "stories", "theme_daily", "feed_health", "runs"):
+            section = doc.split(f"## `{view}`", 1)[1].split("\n## ", 1)[0]
+            for (column, *_rest) in con.execute(f"DESCRIBE {view}").fetchall():
+                assert f"| `{column}` |" in section, (view, column)
+
+
+def duckdb_connect(path):
+    import duckdb
+    return duckdb.connect(str(path), read_only=True)

@@ -35,3 +35,14 @@ def test_daily_flow_runs_end_to_end(prefect_harness, corpus_server, embedder, tm
     with Store.open(db, read_only=True) as store:
         assert store.query("SELECT status FROM runs")[1] == [("partial",)]
         assert store.query("SELECT count(*) FROM matches")[1][0][0] == len(result.flagged)
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["aiwatch-run-summary"])))
+        assert artifacts and f"aiwatch run {result.stats.run_id}" in artifacts[-1].data
+        assert "| broken" not in artifacts[-1].data and "## Failures" in artifacts[-1].data
+        runs = client.read_flow_runs()
+        names = {client.read_flow(r.flow_id).name for r in runs}
+    assert {"aiwatch-daily", "aiwatch-digest"} <= names  # the digest is a chained subflow

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import textwrap
 from datetime import datetime, timezone
@@ -213,6 +214,117 @@ def cmd_feeds(args) -> int:
     raise AssertionError(action)
 
 
+def _read_store(config):
+    """A read-only connection; a database made by an older aiwatch is migrated first."""
+    import duckdb
+
+    from .store import Store
+    if config.database.exists():
+        try:
+            pending = Store.pending_migrations(config.database)
+        except duckdb.Error:
+            pending = False  # in use by a writer: the read-only open below waits and explains
+        if pending:
+            Store.open(config.database, lock_timeout=10).close()
+    return Store.open(config.database, read_only=True, lock_timeout=10)
+
+
+def _print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
+    if fmt == "json":
+        import json
+        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, ensure_ascii=False, indent=1))
+    elif fmt == "csv":
+        import csv
+        w = csv.writer(sys.stdout)
+        w.writerow(cols)
+        w.writerows(rows)
+    else:
+        cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
+        widths = [min(60, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(cols)]
+        print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+        print("  ".join("-" * w for w in widths))
+        for r in cells:
+            print("  ".join((v if len(v) <= w else v[:w - 1] + "…").ljust(w) for v, w in zip(r, widths)).rstrip())
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+def cmd_query(args) -> int:
+    import duckdb
+    config = load_config(args.config)
+    sql = args.sql
+    if sql.startswith("@"):  # a named query: @flagged_this_week, or a file path
+        from .store import migrations_dir
+        named = migrations_dir() / "queries" / f"{sql[1:]}.sql"
+        path = named if named.exists() else Path(sql[1:])
+        try:
+            sql = path.read_text("utf-8")
+        except OSError:
+            raise AiwatchError(f"no named query or file {sql[1:]!r}") from None
+    with _read_store(config) as store:
+        try:
+            cols, rows = store.query(sql)
+        except duckdb.Error as exc:
+            raise AiwatchError(f"query failed: {str(exc).splitlines()[0]}") from None
+    _print_rows(cols, rows, args.format)
+    return EXIT_OK
+
+
+def cmd_search(args) -> int:
+    from .embed import get_embedder
+    config = load_config(args.config)
+    with _read_store(config) as store:
+        models = store.embedding_models()
+        embedder = get_embedder(config["embed.batch_size"])
+        if models and embedder.model_id not in models:
+            raise AiwatchError(f"the database holds embeddings made by {', '.join(models)}, not "
+                               f"{embedder.model_id}; searching across models is refused")
+        vector = embedder.embed([args.text])[0]
+        cols, rows = store.search(vector, embedder.model_id, k=args.k, theme=args.theme, since=args.since)
+    if args.format == "table":
+        for score, title, date, outlet, url, passage in rows:
+            print(f"{score:.3f}  {date}  {title}  ({outlet})\n       {url}")
+        if not rows:
+            print("no matching articles")
+    else:
+        _print_rows(cols, rows, args.format)
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    config = load_config(args.config)
+    out = Path(args.parquet)
+    with _read_store(config) as store:
+        written = store.export_parquet(out)
+    for path in written:
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _parse_age(value: str):
+    from datetime import timedelta
+    m = re.fullmatch(r"(\d+)\s*([dwh]?)", value.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected an age like 365d, 12w or 48h, got {value!r}")
+    n, unit = int(m.group(1)), m.group(2) or "d"
+    return timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1))
+
+
+def cmd_prune(args) -> int:
+    from .store import Store, compact, write_lock
+    config = load_config(args.config)
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database")
+    cutoff = datetime.now(timezone.utc) - args.older_than
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        with Store.open(config.database, lock_timeout=60) as store:
+            counts = store.prune(cutoff)
+        freed = compact(config.database)
+    removed = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+    print(f"pruned everything fetched before {cutoff:%Y-%m-%d %H:%M} UTC: {removed}; "
+          f"freed {max(freed, 0) / 1e6:.1f} MB")
+    return EXIT_OK
+
+
 def cmd_serve(args) -> int:
     from .flow import serve
     load_config(args.config)  # validate before starting anything
@@ -290,6 +402,33 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("file")
     fp = fadd("export-opml", "write the configured feeds as OPML (stdout, or --out FILE)")
     fp.add_argument("--out", metavar="FILE")
+
+    p = add("query", cmd_query, "Run SQL on a read-only connection to the database.",
+            """aiwatch query "SELECT theme, title, score FROM matches ORDER BY score DESC" --format csv
+            aiwatch query @flagged_this_week             # a named query from sql/queries/""")
+    _add_config(p)
+    p.add_argument("sql", help="SQL text, or @NAME for a named query in sql/queries/ (or @path/to/file.sql)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = add("search", cmd_search, "Semantic search over the stored articles (cosine in DuckDB).",
+            'aiwatch search "memory chips barred from China" --theme chip_sanctions -k 5')
+    _add_config(p)
+    p.add_argument("text")
+    p.add_argument("--theme", help="only articles flagged for this theme")
+    p.add_argument("-k", type=int, default=10, help="how many articles (default 10)")
+    p.add_argument("--since", type=_parse_since, metavar="DATE", help="only articles published since DATE")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    p = add("export", cmd_export, "Export the public views to Parquet, partitioned by month.",
+            "aiwatch export --parquet export/   # then e.g. polars.read_parquet('export/articles/**/*.parquet')")
+    _add_config(p)
+    p.add_argument("--parquet", metavar="DIR", required=True, help="folder to write to")
+
+    p = add("prune", cmd_prune, "Delete what was fetched before a given age, and compact the file.",
+            "aiwatch prune --older-than 365d")
+    _add_config(p)
+    p.add_argument("--older-than", metavar="AGE", type=_parse_age, required=True,
+                   help="e.g. 365d, 12w or 48h (days when no unit)")
 
     p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
             "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")

@@ -50,6 +50,9 @@ def _contact(value: str) -> str | None:
 SETTINGS: tuple[Setting, ...] = (
     Setting("storage.database", str, "aiwatch.duckdb",
             "DuckDB file holding everything; relative paths are relative to the config file's folder."),
+    Setting("storage.lock_timeout", float, 600.0,
+            "Seconds a run waits for another run writing the same database before it gives up.",
+            _non_negative),
     Setting("fetch.articles", bool, True,
             "Fetch each new entry's page and extract its text; false uses the feed's own content only."),
     Setting("fetch.allow_private_addresses", bool, False,

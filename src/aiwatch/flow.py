@@ -20,31 +20,101 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager, suppress  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
+import duckdb  # noqa: E402
 import httpx  # noqa: E402
 
 from prefect import flow, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from .config import build_config, load_config  # noqa: E402
-from .errors import AiwatchError  # noqa: E402
-from .pipeline import RunResult, run_pipeline  # noqa: E402
+from .config import Config, build_config, load_config  # noqa: E402
+from .errors import AiwatchError, StoreError  # noqa: E402
+from .pipeline import RunResult, run_pipeline, write_digest  # noqa: E402
+from .store import Store  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 
+def retry_transient(task, task_run, state) -> bool:
+    """Retry a stage only for what may pass: the database busy, or the file system failing.
+
+    Bad outside input never reaches here (stages record it as failures and go on), and a
+    programming error or an unusable config will fail the same way again.
+    """
+    try:
+        state.result()
+    except StoreError as exc:
+        return "in use" in str(exc) or "another aiwatch run" in str(exc)
+    except (OSError, duckdb.IOException):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
 def _as_task(fn: Callable) -> Callable:
     # No caching: idempotency lives in DuckDB, and a stage must re-check the database each run.
-    return task(fn, name=fn.__name__.replace("_", "-"), cache_policy=NO_CACHE, persist_result=False)
+    # One task per stage, each working on whole batches: Prefect's per-task cost is paid a
+    # handful of times per run, never once per article.
+    return task(fn, name=fn.__name__.replace("_", "-"), cache_policy=NO_CACHE, persist_result=False,
+                retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+
+
+def run_summary_markdown(config: Config, result: RunResult) -> str:
+    """The run summary left as a Prefect artifact: counts, flagged articles, failures."""
+    s = result.stats
+    lines = [f"# aiwatch run {s.run_id}: {result.status}", "",
+             "| feeds | ok | unchanged | failed | backing off | new articles | page failures | "
+             "passages embedded | flagged |",
+             "|---|---|---|---|---|---|---|---|---|",
+             f"| {s.feeds_total} | {s.feeds_ok} | {s.feeds_not_modified} | {s.feeds_failed} | {s.feeds_deferred} | "
+             f"{s.articles_new} | {s.articles_failed} | {s.passages_embedded} | {s.flagged} |", ""]
+    if result.flagged:
+        lines += ["## Flagged", "", "| theme | score | title |", "|---|---|---|"]
+        lines += [f"| {t} | {score:.2f} | {title.replace('|', '/')} |" for t, title, score in result.flagged]
+        lines.append("")
+    with Store.open(config.database, read_only=True, lock_timeout=30) as store:
+        failures = store.query("SELECT stage, url, error FROM core.failures WHERE run_id = ? ORDER BY stage, url",
+                               [s.run_id])[1]
+    if failures:
+        lines += ["## Failures", "", "| stage | url | error |", "|---|---|---|"]
+        lines += [f"| {st} | {u} | {e.replace('|', '/')} |" for st, u, e in failures]
+    if result.digest_files:
+        lines += ["", "Digest: " + ", ".join(str(p) for p in result.digest_files)]
+    return "\n".join(lines)
+
+
+@flow(name="aiwatch-digest", description="Render and write the digest of one run.")
+def digest(config_path: str | None = None, settings: dict[str, Any] | None = None,
+           feeds: list[dict[str, str]] | None = None, run_id: str | None = None) -> list[str]:
+    """The digest of ``run_id`` (default: the latest finished run); chained after ``daily``."""
+    config = build_config(config_path, settings, feeds)
+    if run_id is None:
+        from .digest import latest_run_id
+        with Store.open(config.database, read_only=True, lock_timeout=30) as store:
+            run_id = latest_run_id(store)
+        if run_id is None:
+            raise AiwatchError(f"{config.database}: no finished run to write a digest for")
+    return [str(p) for p in _as_task(write_digest)(config, run_id)]
 
 
 @flow(name="aiwatch-daily", description="Fetch feeds and articles, embed, score against themes, write the digest.")
 def daily(config_path: str | None = None, settings: dict[str, Any] | None = None,
           feeds: list[dict[str, str]] | None = None) -> RunResult:
     """The daily job. Parameters are JSON-able so a deployment can carry them: a config file,
-    setting overrides ({"fetch.timeout": 5}) and an optional feed list replacing the config's."""
-    return run_pipeline(build_config(config_path, settings, feeds), stage=_as_task)
+    setting overrides ({"fetch.timeout": 5}) and an optional feed list replacing the config's.
+    The digest is a chained subflow, so it shows as its own flow run."""
+    config = build_config(config_path, settings, feeds)
+    result = run_pipeline(config, stage=_as_task, with_digest=False)
+    files = digest(config_path, settings, feeds, result.stats.run_id)
+    result = replace(result, digest_files=tuple(Path(f) for f in files))
+    create_markdown_artifact(key="aiwatch-run-summary", markdown=run_summary_markdown(config, result),
+                             description=f"aiwatch run {result.stats.run_id}")
+    return result
 
 
 @contextmanager

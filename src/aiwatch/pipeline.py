@@ -31,7 +31,7 @@ from .progress import track
 from .robots import RobotsPolicy
 from .records import Article, Failure, FeedEntry, FeedOutcome, Match, Passage, RunStats
 from .score import ThemeVectors, score_article, theme_texts
-from .store import Store
+from .store import Store, write_lock
 from .text import content_hash, passages, text_hash
 from .urls import canonical_url, site_of, url_key
 
@@ -49,8 +49,11 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
+STORE_WAIT = 60.0  # a stage waits this long for a reader (e.g. `aiwatch query`) to let go
+
+
 def open_store(config: Config) -> Store:
-    return Store.open(config.database)
+    return Store.open(config.database, lock_timeout=STORE_WAIT)
 
 
 # -- records returned by the stages -----------------------------------------------------
@@ -418,7 +421,7 @@ def write_digest(config: Config, run_id: str, now: datetime | None = None) -> tu
     """Render this run's digest to Markdown and HTML files in digest.dir."""
     from .digest import digest_for_run, write_digest_files
     now = now or utcnow()
-    with Store.open(config.database) as store:
+    with open_store(config) as store:
         data = digest_for_run(store, config, run_id, now)
     return write_digest_files(data, config.digest_dir)
 
@@ -433,12 +436,18 @@ def _identity(fn: Callable) -> Callable:
     return fn
 
 
-def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = _identity) -> RunResult:
+def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = _identity,
+                 with_digest: bool = True) -> RunResult:
     """Run the whole job once: feeds, articles, embed, score, digest.
 
     ``stage`` wraps each stage function before it is called; the Prefect flow passes a wrapper
     that turns each into a task. Library callers use the plain functions.
     """
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        return _run_locked(config, now, stage, with_digest)
+
+
+def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest: bool) -> RunResult:
     clock = (lambda: now) if now else utcnow
     run_id = stage(start_run)(config, clock())
     stats = RunStats(run_id=run_id, feeds_total=len(config.feeds))
@@ -465,8 +474,8 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
     stage(finish_run)(config, run_id, stats, status, clock())
     # After the run is recorded, so the digest shows its final statistics; a digest that
     # fails to render can be made again with `aiwatch digest --run RUN_ID`.
-    files = stage(write_digest)(config, run_id, clock())
-    with Store.open(config.database, read_only=False) as store:
+    files = stage(write_digest)(config, run_id, clock()) if with_digest else ()
+    with open_store(config) as store:
         flagged = store.query(
             "SELECT theme, title, score FROM matches WHERE run_id = ? ORDER BY theme, score DESC",
             [run_id])[1]

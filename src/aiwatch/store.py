@@ -8,6 +8,7 @@ migration edited after it was applied is refused.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import re
@@ -52,6 +53,33 @@ def list_migrations(folder: Path | None = None) -> list[tuple[int, str, str]]:
     return out
 
 
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def compact(path: Path) -> int:
+    """Rewrite the database file without its free space (DuckDB does not shrink files on
+    DELETE). Returns the bytes saved. Call with the run lock held and no connection open."""
+    path = Path(path)
+    before = path.stat().st_size
+    tmp = path.with_name(path.name + ".compact")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        name = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"ATTACH '{_sql_path(tmp)}' AS compacted")
+        con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
+        con.execute("DETACH compacted")
+    except duckdb.Error as exc:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"{path}: compacting failed: {exc}") from None
+    finally:
+        con.close()
+    tmp.replace(path)
+    path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    return before - path.stat().st_size
+
+
 @dataclass(frozen=True)
 class FeedState:
     feed_url: str
@@ -60,6 +88,38 @@ class FeedState:
     consecutive_failures: int
     next_fetch_at: datetime | None = None
     last_entry_ids: tuple[str, ...] = ()
+
+
+@contextmanager
+def write_lock(path: str | Path, timeout: float) -> Iterator[None]:
+    """Hold the run lock of the database at ``path``: one writing run at a time.
+
+    A second run waits up to ``timeout`` seconds, then raises StoreError. The lock is a
+    ``flock`` on ``<database>.lock``, which the kernel releases when a process dies, so a
+    crashed run never leaves a stale lock behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+") as handle:
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"{path}: another aiwatch run is writing this database "
+                                     f"(waited {timeout:g}s; set storage.lock_timeout to wait longer)") from None
+                if not announced:
+                    log.warning("%s: another aiwatch run is writing; waiting up to %gs", path, timeout)
+                    announced = True
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class Store:
@@ -90,8 +150,9 @@ class Store:
                     if time.monotonic() < deadline:
                         time.sleep(0.5)
                         continue
-                    raise StoreError(f"{path}: the database is in use by another aiwatch process "
-                                     f"(waited {lock_timeout:g}s for it)") from None
+                    raise StoreError(f"{path}: the database is in use by another process "
+                                     f"(waited {lock_timeout:g}s; a run writes only between its stages' "
+                                     "short transactions, so retry in a moment)") from None
                 raise StoreError(f"{path}: cannot open database: {exc}") from None
             except duckdb.Error as exc:
                 raise StoreError(f"{path}: cannot open database: {exc}") from None
@@ -151,6 +212,19 @@ class Store:
             log.info("applied migration %s", name)
             done.append(name)
         return done
+
+    @staticmethod
+    def pending_migrations(path: Path) -> bool:
+        """Whether the database at ``path`` lacks migrations this aiwatch has (read-only check)."""
+        latest = max(v for v, _, _ in list_migrations())
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            row = con.execute("SELECT max(version) FROM core.migrations").fetchone()
+        except duckdb.Error:
+            return True
+        finally:
+            con.close()
+        return (row[0] or 0) < latest
 
     def schema_version(self) -> int:
         row = self.con.execute("SELECT max(version) FROM core.migrations").fetchone()
@@ -423,6 +497,78 @@ class Store:
                 now, status, stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
                 stats.feeds_deferred, stats.entries_seen, stats.articles_new, stats.articles_failed, stats.passages_embedded,
                 stats.articles_scored, stats.flagged, error, stats.run_id])
+
+    # -- the SQL surface -----------------------------------------------------------------
+
+    def search(self, vector: np.ndarray, model: str, k: int = 10, theme: str | None = None,
+               since: datetime | None = None) -> tuple[list[str], list[tuple]]:
+        """Articles whose best passage is most similar to ``vector`` (cosine, in DuckDB)."""
+        where, params = ["a.duplicate_of IS NULL"], {"q": [float(x) for x in vector], "model": model, "k": k}
+        if theme:
+            where.append("a.article_id IN (SELECT article_id FROM matches WHERE theme = $theme)")
+            params["theme"] = theme
+        if since:
+            where.append("coalesce(a.published_at, a.fetched_at) >= $since")
+            params["since"] = since
+        dim = len(vector)
+        return self.query(f"""
+            WITH sims AS (
+                SELECT p.article_id, p.text,
+                       array_cosine_similarity(e.vector, $q::FLOAT[{dim}]) AS sim
+                FROM core.passages p
+                JOIN core.embeddings e ON e.text_hash = p.text_hash AND e.model = $model)
+            SELECT round(max(s.sim)::DOUBLE, 4) AS score, a.title, CAST(coalesce(a.published_at, a.fetched_at) AS DATE)
+                   AS date, a.outlet, a.url, arg_max(s.text, s.sim) AS passage
+            FROM sims s JOIN core.articles a USING (article_id)
+            WHERE {" AND ".join(where)}
+            GROUP BY a.article_id, a.title, a.published_at, a.fetched_at, a.outlet, a.url
+            ORDER BY score DESC LIMIT $k""", params)
+
+    def embedding_models(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT DISTINCT e.model FROM core.embeddings e JOIN core.passages p USING (text_hash)").fetchall()]
+
+    def export_parquet(self, folder: Path) -> list[Path]:
+        """Write the public views to Parquet; articles and matches partitioned by year and month."""
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for view, when in (("articles", "fetched_at"), ("matches", "flagged_at")):
+            target = folder / view
+            self.con.execute(f"""
+                COPY (SELECT *, year({when}) AS year, month({when}) AS month FROM {view})
+                TO '{_sql_path(target)}' (FORMAT parquet, PARTITION_BY (year, month), OVERWRITE_OR_IGNORE)""")
+            written.append(target)
+        for view in ("runs", "feed_health", "stories", "theme_daily"):
+            target = folder / f"{view}.parquet"
+            self.con.execute(f"COPY (SELECT * FROM {view}) TO '{_sql_path(target)}' (FORMAT parquet)")
+            written.append(target)
+        return written
+
+    def prune(self, cutoff: datetime) -> dict[str, int]:
+        """Delete articles fetched before ``cutoff`` with their passages, scores and vectors.
+
+        What was seen (entries_seen, url_aliases) is kept, so pruned items are not fetched again.
+        Stored raw HTML (when there is any) goes first, before the articles themselves.
+        """
+        counts = {}
+        with self.transaction() as con:
+            has_pages = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'core' "
+                                    "AND table_name = 'pages'").fetchone()[0]
+            if has_pages:
+                counts["raw_pages"] = con.execute("DELETE FROM core.pages WHERE article_id IN "
+                                                  "(SELECT article_id FROM core.articles WHERE fetched_at < ?)",
+                                                  [cutoff]).fetchone()[0]
+            old = "(SELECT article_id FROM core.articles WHERE fetched_at < $cutoff)"
+            counts["scores"] = con.execute(f"DELETE FROM core.scores WHERE article_id IN {old}",
+                                           {"cutoff": cutoff}).fetchone()[0]
+            counts["passages"] = con.execute(f"DELETE FROM core.passages WHERE article_id IN {old}",
+                                             {"cutoff": cutoff}).fetchone()[0]
+            counts["articles"] = con.execute("DELETE FROM core.articles WHERE fetched_at < ?",
+                                             [cutoff]).fetchone()[0]
+            counts["embeddings"] = con.execute(
+                "DELETE FROM core.embeddings WHERE created_at < ? AND text_hash NOT IN "
+                "(SELECT text_hash FROM core.passages)", [cutoff]).fetchone()[0]
+        return counts
 
     def query(self, sql: str, params: Sequence | dict | None = None) -> tuple[list[str], list[tuple]]:
         cur = self.con.execute(sql, params or [])

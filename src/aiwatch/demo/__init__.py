@@ -36,6 +36,11 @@ def manifest() -> dict[str, Any]:
     return json.loads((corpus_dir() / "manifest.json").read_text("utf-8"))
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # a client closing a kept-alive connection is not worth a traceback
+
+
 class CorpusServer:
     """Serve a folder over HTTP on 127.0.0.1 with ``{{BASE}}`` substituted. A context manager."""
 
@@ -78,7 +83,7 @@ class CorpusServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _QuietHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
