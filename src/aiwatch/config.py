@@ -85,6 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Words per passage; 150 English words stay inside the model's 256-token window.", _positive),
     Setting("digest.dir", str, ".", "Folder the digest files are written to (relative to the config file)."),
     Setting("digest.max_per_theme", int, 25, "Most articles listed per theme in one digest.", _positive),
+    Setting("prefect.task_runner", str, "default",
+            "default: stages run in the flow's process; dask: stages run on a local Dask cluster and "
+            "embedding is spread over its workers (needs prefect-dask: pip install 'aiwatch[dask]').",
+            lambda v: None if v in ("default", "dask") else "must be 'default' or 'dask'"),
+    Setting("prefect.dask_workers", int, 2, "Worker processes of the local Dask cluster.", _positive),
     Setting("schedule.cron", str, "0 7 * * *", "When `aiwatch serve` runs the daily flow (cron, 5 fields).", _cron),
     Setting("schedule.timezone", str, "UTC", "Time zone of schedule.cron."),
 )

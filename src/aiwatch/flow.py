@@ -21,6 +21,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager, suppress  # noqa: E402
 from dataclasses import replace  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
@@ -32,8 +33,8 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from .config import Config, build_config, load_config  # noqa: E402
-from .errors import AiwatchError, StoreError  # noqa: E402
-from .pipeline import RunResult, run_pipeline, write_digest  # noqa: E402
+from .errors import AiwatchError, ConfigError, StoreError  # noqa: E402
+from .pipeline import RunResult, embed_passages, run_pipeline, write_digest  # noqa: E402
 from .store import Store  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,40 @@ def digest(config_path: str | None = None, settings: dict[str, Any] | None = Non
     return [str(p) for p in _as_task(write_digest)(config, run_id)]
 
 
+def _submitted(fn: Callable) -> Callable:
+    """A stage as a task submitted to the flow's task runner (a Dask worker), awaited."""
+    if fn is embed_passages:  # stays in the flow, and spreads its chunks over the workers
+        return partial(fn, fan_out=_fan_out_tasks)
+    as_task = _as_task(fn)
+    return lambda *args: as_task.submit(*args).result()
+
+
+def _fan_out_tasks(fn: Callable, arglists: list[tuple]) -> Iterator:
+    as_task = _as_task(fn)
+    futures = [as_task.submit(*args) for args in arglists]
+    for future in futures:
+        yield future.result()
+
+
+@flow(name="aiwatch-ingest", description="The ingest stages on a Dask task runner.")
+def ingest(config_path: str | None = None, settings: dict[str, Any] | None = None,
+           feeds: list[dict[str, str]] | None = None) -> RunResult:
+    return run_pipeline(build_config(config_path, settings, feeds), stage=_submitted, with_digest=False)
+
+
+def _ingest_on_dask(config: Config):
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise ConfigError("prefect.task_runner", "'dask' needs prefect-dask: pip install 'aiwatch[dask]'") from None
+    n = config["prefect.dask_workers"]
+    # One thread per worker process: torch and trafilatura then use the cores without
+    # oversubscribing them.
+    runner = DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
+                                            "dashboard_address": None})
+    return ingest.with_options(task_runner=runner)
+
+
 @flow(name="aiwatch-daily", description="Fetch feeds and articles, embed, score against themes, write the digest.")
 def daily(config_path: str | None = None, settings: dict[str, Any] | None = None,
           feeds: list[dict[str, str]] | None = None) -> RunResult:
@@ -109,7 +144,10 @@ def daily(config_path: str | None = None, settings: dict[str, Any] | None = None
     setting overrides ({"fetch.timeout": 5}) and an optional feed list replacing the config's.
     The digest is a chained subflow, so it shows as its own flow run."""
     config = build_config(config_path, settings, feeds)
-    result = run_pipeline(config, stage=_as_task, with_digest=False)
+    if config["prefect.task_runner"] == "dask":
+        result = _ingest_on_dask(config)(config_path, settings, feeds)
+    else:
+        result = run_pipeline(config, stage=_as_task, with_digest=False)
     files = digest(config_path, settings, feeds, result.stats.run_id)
     result = replace(result, digest_files=tuple(Path(f) for f in files))
     create_markdown_artifact(key="aiwatch-run-summary", markdown=run_summary_markdown(config, result),

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -342,8 +342,30 @@ class _NullContext:
         return None
 
 
-def embed_passages(config: Config, run_id: str, now: datetime | None = None) -> int:
-    """Embed every stored passage that has no embedding yet; returns how many were embedded."""
+FanOut = Callable[[Callable, list[tuple]], Iterator]
+
+
+def serial(fn: Callable, arglists: list[tuple]) -> Iterator:
+    """Run ``fn`` over each argument tuple in turn, yielding results as they come."""
+    for args in arglists:
+        yield fn(*args)
+
+
+def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime) -> int:
+    """Embed one chunk of (text_hash, text) and store the vectors; one transaction."""
+    embedder = get_embedder(config["embed.batch_size"])  # loaded once per process
+    vectors = embedder.embed([t for _, t in items])
+    with open_store(config) as store:
+        store.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)
+    return len(items)
+
+
+def embed_passages(config: Config, run_id: str, now: datetime | None = None, fan_out: FanOut = serial) -> int:
+    """Embed every stored passage that has no embedding yet; returns how many were embedded.
+
+    The work is cut into chunks, each stored in its own transaction, so a crash loses at most
+    one chunk. ``fan_out`` runs the chunks: in turn here, or across Dask workers in the flow.
+    """
     now = now or utcnow()
     model_id = embedder_model_id()
     with open_store(config) as store:
@@ -351,18 +373,14 @@ def embed_passages(config: Config, run_id: str, now: datetime | None = None) -> 
     if not pending:
         log.info("embed: nothing new to embed")
         return 0
-    embedder = get_embedder(config["embed.batch_size"])  # loaded only when there is work
     chunk = max(config["embed.batch_size"] * 8, 64)
+    chunks = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
     done = 0
     with track("embed", len(pending)) as bar:
-        for start in range(0, len(pending), chunk):
-            part = pending[start:start + chunk]
-            vectors = embedder.embed([t for _, t in part])
-            with open_store(config) as store:
-                store.save_embeddings([h for h, _ in part], vectors, embedder.model_id, now)
-            done += len(part)
-            bar.advance(len(part))
-    log.info("embed: %d passages embedded with %s", done, embedder.model_id)
+        for count in fan_out(embed_chunk, [(config, part, now) for part in chunks]):
+            done += count
+            bar.advance(count)
+    log.info("embed: %d passages embedded with %s", done, model_id)
     return done
 
 
