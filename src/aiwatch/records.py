@@ -21,6 +21,11 @@ class FeedEntry:
     author: str | None = None
 
     @property
+    def is_empty(self) -> bool:
+        """Nothing to read and nowhere to go (no title, text or link): not worth an article."""
+        return not (self.link or self.summary or self.content) and self.title == "(untitled)"
+
+    @property
     def entry_hash(self) -> str:
         """Hash of what the feed says about the entry: a change means the entry was edited."""
         blob = "\x1f".join([self.link or "", self.title, self.summary, self.content])

@@ -1,0 +1,183 @@
+"""Ingest a folder of real-world feed files through aiwatch and count what comes out.
+
+    python benchmarks/feeds_bench.py [FOLDER]     # default: ../shared/data/feeds
+
+FOLDER/feeds.tsv lists the files (tab-separated; columns include file, format, expected_valid
+and lenient_entries, the number of entries a tolerant parser finds). Every listed file is
+served over HTTP on 127.0.0.1, then:
+
+1. each file is fetched with aiwatch's HTTP client and parsed with ``aiwatch.feeds.parse_feed``
+   on its own, so that an exception escaping aiwatch is attributed to its file ("crashed");
+2. all files are ingested together by the real feed stage, ``aiwatch.pipeline.fetch_feeds``,
+   with article fetching off (no page is fetched, no model is loaded), into a temporary DuckDB
+   file. Its outcome (ok / failed with a reason) and entry count are what is reported.
+
+One line per file, then the totals; the last line is
+
+    feeds=N ok=N failed_with_reason=N crashed=N entries_found=N entries_expected=N
+
+where entries_expected sums lenient_entries over the files that have some, and entries_found
+sums the entries aiwatch found in those same files. Targets: crashed=0 and
+entries_found >= entries_expected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from aiwatch.config import SETTINGS_BY_KEY, FeedSpec, load_config
+from aiwatch.errors import AiwatchError, FeedError, FetchError
+from aiwatch.feeds import FEED_ACCEPT, parse_feed
+from aiwatch.http import HttpClient
+from aiwatch.pipeline import fetch_feeds, start_run
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "feeds"
+CONTENT_TYPES = {".json": "application/json", ".xml": "application/xml", ".rss": "application/xml",
+                 ".atom": "application/xml", ".rdf": "application/xml"}
+
+
+@dataclass
+class Result:
+    file: str
+    expected: int
+    status: str = "?"  # as the feed stage says (ok, not_modified, failed, ...), or crashed
+    entries: int = 0
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def serve(files: dict[str, Path]) -> ThreadingHTTPServer:
+    """Serve ``files`` (URL path -> file) on 127.0.0.1 in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the stdlib's name)
+            path = files.get(unquote(urlsplit(self.path).path))
+            if path is None:
+                self.send_error(404)
+                return
+            body = path.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def parse_each(results: dict[str, Result], urls: dict[str, str], config) -> None:
+    """Fetch and parse every file on its own, to attribute an escaping exception to its file."""
+    with HttpClient.from_config(config) as client:
+        for file, url in urls.items():
+            r = results[file]
+            start = time.perf_counter()
+            try:
+                fetched = client.fetch(url, accept=FEED_ACCEPT)
+                parsed_at = time.perf_counter()
+                feed = parse_feed(fetched)
+                r.status, r.entries, r.reason = "ok", len(feed.entries), feed.warning or ""
+                r.seconds = time.perf_counter() - parsed_at
+            except (FeedError, FetchError) as exc:
+                r.status, r.reason = "failed", exc.reason
+                r.seconds = time.perf_counter() - start
+            except Exception as exc:  # the thing this benchmark exists to find
+                r.status, r.reason = "crashed", f"{type(exc).__name__}: {exc}"
+                r.seconds = time.perf_counter() - start
+                traceback.print_exc(file=sys.stderr)
+
+
+def ingest(results: dict[str, Result], urls: dict[str, str], config) -> str | None:
+    """Run the real feed stage over all files; returns why it could not run, or None."""
+    try:
+        run_id = start_run(config)
+        outcome = fetch_feeds(config, run_id)
+    except AiwatchError as exc:
+        return f"the feed stage failed: {exc}"
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        return f"the feed stage raised {type(exc).__name__}: {exc}"
+    by_url = {o.feed_url: o for o in outcome.outcomes}
+    for file, url in urls.items():
+        r, o = results[file], by_url.get(url)
+        if o is None or r.status == "crashed":
+            continue
+        r.status, r.entries = o.status, len(o.entries)
+        r.reason = o.error if o.status == "failed" else (o.warning or "")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", nargs="?", default=str(DEFAULT_FOLDER),
+                    help="folder holding feeds.tsv and the files it lists (default: %(default)s)")
+    args = ap.parse_args(argv)
+    folder = Path(args.folder)
+    listing = folder / "feeds.tsv"
+    if not listing.is_file():
+        print(f"feeds_bench: no feeds.tsv in {folder} (give the folder of feed files as the argument)",
+              file=sys.stderr)
+        return 2
+    rows = list(csv.DictReader(listing.open(encoding="utf-8"), delimiter="\t"))
+    files = {"/" + quote(row["file"]): folder / row["file"] for row in rows}
+    results = {row["file"]: Result(row["file"], int(row.get("lenient_entries") or 0)) for row in rows}
+
+    server = serve(files)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    urls = {row["file"]: base + "/" + quote(row["file"]) for row in rows}
+    try:
+        with tempfile.TemporaryDirectory(prefix="aiwatch-feeds-bench-") as tmp:
+            settings = {"storage.database": str(Path(tmp) / "bench.duckdb"), "fetch.articles": False,
+                        "fetch.allow_private_addresses": True, "digest.dir": tmp}
+            if "fetch.host_delay" in SETTINGS_BY_KEY:  # every file is on one host: no politeness gap
+                settings["fetch.host_delay"] = 0.0
+            config = load_config(None).replace(**settings).with_feeds(
+                tuple(FeedSpec(url, file) for file, url in urls.items()))
+            started = time.perf_counter()
+            parse_each(results, urls, config)
+            parse_seconds = sum(r.seconds for r in results.values())
+            stage_started = time.perf_counter()
+            problem = ingest(results, urls, config)
+            stage_seconds = time.perf_counter() - stage_started
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    width = max(len(f) for f in results)
+    for r in results.values():
+        mark = "  SHORT" if r.entries < r.expected else ""
+        line = f"{r.file:<{width}}  {r.status:<12} {r.entries:>4} / {r.expected:<4}{mark}"
+        if r.reason:
+            line += f"  {r.reason[:160]}"
+        print(line)
+    if problem:
+        print(f"note: {problem}; the figures above come from parsing each file on its own")
+    scored = [r for r in results.values() if r.expected > 0]
+    slowest = max(results.values(), key=lambda r: r.seconds)
+    print(f"time: parse_feed {parse_seconds:.2f}s over {len(results)} files (slowest {slowest.file} "
+          f"{slowest.seconds:.2f}s); feed stage {stage_seconds:.2f}s; total {time.perf_counter() - started:.2f}s")
+    print(f"feeds={len(results)} ok={sum(r.status in ('ok', 'not_modified') for r in results.values())} "
+          f"failed_with_reason={sum(r.status == 'failed' and bool(r.reason) for r in results.values())} "
+          f"crashed={sum(r.status == 'crashed' for r in results.values())} "
+          f"entries_found={sum(r.entries for r in scored)} entries_expected={sum(r.expected for r in scored)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
