@@ -166,8 +166,8 @@ def _when(value) -> str:
 def cmd_feeds(args) -> int:
     from .http import HttpClient
     from .subscriptions import add_feeds_to_config, discover_feed, parse_opml, render_opml
-    config = load_config(args.config)
     action = args.feeds_command or "list"
+    config = _load_for_edit(args.config) if action in ("add", "import-opml") else load_config(args.config)
     if action == "list":
         rows = _feed_rows(config)
         print(f"{'status':<14} {'fails':>5}  {'last ok':<16}  {'entries':>7}  {'overlap':>7}  "
@@ -325,6 +325,166 @@ def cmd_prune(args) -> int:
     return EXIT_OK
 
 
+def _labelled(args, config):
+    from .evaluate import load_labels
+    items = []
+    for folder in args.labels:
+        items += load_labels(Path(folder))
+    return items
+
+
+def _load_for_edit(path: str | None):
+    """The config of a command that writes the config file: a missing file is created later."""
+    from .config import config_from_document
+    if path and not Path(path).exists():
+        return config_from_document({}, path=Path(path))
+    return load_config(path)
+
+
+def cmd_themes(args) -> int:
+    action = args.themes_command or "list"
+    config = _load_for_edit(args.config) if action in ("add", "calibrate") else load_config(args.config)
+    if action == "list":
+        counts: dict[str, int] = {}
+        if config.database.exists():
+            with _read_store(config) as store:
+                counts = dict(store.query("SELECT theme, count(*) FROM matches GROUP BY theme")[1])
+        for t in config.themes:
+            print(f"{t.name:20} version {t.version}  threshold {t.threshold:<5}  flagged {counts.get(t.name, 0):>5}  "
+                  f"examples +{len(t.positive_examples)}/-{len(t.negative_examples)}  terms {len(t.must_have)}"
+                  f"/{len(t.key_terms)}")
+        return EXIT_OK
+    if action == "add":
+        return _themes_add(args, config)
+    from .embed import get_embedder
+    from .evaluate import ItemScorer, calibrate, evaluate, format_report
+    items = _labelled(args, config)
+    if action == "calibrate" and config.database.exists():
+        items += _feedback_items(config)
+    scorer = ItemScorer(items, get_embedder(config["embed.batch_size"]), config)
+    if action == "eval":
+        print(format_report(evaluate(scorer, config.themes),
+                            f"{len(items)} labelled items from {', '.join(args.labels)}"))
+        return EXIT_OK
+    targets = {}
+    for spec in args.precision or []:
+        theme, _, value = spec.partition("=")
+        try:
+            targets[theme] = float(value)
+        except ValueError:
+            raise ConfigError("--precision", f"expected THEME=0.9, got {spec!r}") from None
+    thresholds = calibrate(scorer, config.themes, targets)
+    for t in config.themes:
+        if t.name in thresholds:
+            goal = f"precision >= {targets[t.name]}" if t.name in targets else "best F1"
+            print(f"{t.name:20} {t.threshold} -> {thresholds[t.name]}  ({goal})")
+        else:
+            print(f"{t.name:20} {t.threshold} (no positive and negative labels: unchanged)")
+    if args.dry_run:
+        return EXIT_OK
+    from .config import set_theme_thresholds
+    path = config.path or Path(DEFAULT_CONFIG_NAME)
+    set_theme_thresholds(path, config.themes, thresholds)
+    print(f"wrote the thresholds to {path}; `aiwatch rescore` applies them to stored articles")
+    return EXIT_OK
+
+
+def _feedback_items(config):
+    """The user's feedback as labelled items for calibration."""
+    from .evaluate import LabelledItem
+    with _read_store(config) as store:
+        rows = store.query("""SELECT a.article_id, a.title, a.text, a.feed_url, f.theme, f.relevant
+                              FROM core.feedback f JOIN core.articles a USING (article_id)""")[1]
+    return [LabelledItem(aid, title or "", text or "", feed, {theme: 2 if ok else 0})
+            for aid, title, text, feed, theme, ok in rows]
+
+
+def _themes_add(args, config) -> int:
+    from .config import theme_toml
+    from .propose import propose_theme
+    if bool(args.from_file) == bool(args.from_url):
+        raise ConfigError("themes add", "give exactly one of --from-file FILE or --from-url URL")
+    if any(t.name == args.name for t in config.themes):
+        raise ConfigError("themes add", f"a theme named {args.name!r} exists already")
+    if args.from_url:
+        from .extract import extract_article
+        from .http import HttpClient
+        with HttpClient.from_config(config) as client:
+            fetched = client.fetch(args.from_url)
+        got = extract_article(fetched)
+        if got is None:
+            raise AiwatchError(f"{args.from_url}: no article text could be extracted")
+        title, text = got.title or "", got.text
+    else:
+        try:
+            raw = Path(args.from_file).read_bytes()
+        except OSError as exc:
+            raise AiwatchError(f"{args.from_file}: cannot be read: {exc.strerror}") from None
+        if raw.lstrip()[:1] == b"<":
+            from .extract import extract_article
+            from .http import Fetched
+            got = extract_article(Fetched(args.from_file, args.from_file, 200, {}, raw))
+            if got is None:
+                raise AiwatchError(f"{args.from_file}: no article text could be extracted")
+            title, text = got.title or "", got.text
+        else:
+            body = raw.decode("utf-8", errors="replace").strip()
+            title, _, text = body.partition("\n")
+    theme = propose_theme(args.name, title, text or title)
+    block = "\n".join(["", f"# Proposed by `aiwatch themes add` from {args.from_file or args.from_url}:",
+                        "# edit the description, examples and terms, then calibrate the threshold."]
+                       + theme_toml(theme))
+    path = config.path or Path(DEFAULT_CONFIG_NAME)
+    if not path.exists():
+        path.write_text(config_template(), "utf-8")
+    elif "themes" not in __import__("tomllib").loads(path.read_text("utf-8")):
+        # the file uses the default themes: write them out so adding one does not drop them
+        path.write_text(path.read_text("utf-8").rstrip("\n") + "\n\n" + "\n".join(
+            line for t in config.themes for line in theme_toml(t)), "utf-8")
+    path.write_text(path.read_text("utf-8").rstrip("\n") + "\n" + block + "\n", "utf-8")
+    print(block.strip())
+    print(f"\nadded theme {args.name!r} to {path}; the next run scores every stored article against it")
+    return EXIT_OK
+
+
+def cmd_rescore(args) -> int:
+    from .pipeline import score_articles, utcnow
+    from .store import Store, write_lock
+    config = load_config(args.config)
+    themes = [t for t in config.themes if not args.theme or t.name == args.theme]
+    if not themes:
+        raise ConfigError("--theme", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database")
+    since = datetime.now(timezone.utc) - args.since if args.since else None
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        with Store.open(config.database, lock_timeout=60) as store:
+            cleared = sum(store.clear_scores(t, since) for t in themes)
+        result = score_articles(config, "rescore-" + utcnow().strftime("%Y%m%dT%H%M%SZ"),
+                                only=[t.name for t in themes])
+    print(f"re-scored {result.scored} article-theme pairs ({cleared} cleared first); {result.flagged} flagged")
+    return EXIT_OK
+
+
+def cmd_feedback(args) -> int:
+    from .pipeline import utcnow
+    from .store import Store, write_lock
+    config = load_config(args.config)
+    if args.theme not in {t.name for t in config.themes}:
+        raise ConfigError("THEME", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database")
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        with Store.open(config.database, lock_timeout=60) as store:
+            found = store.article_for_url(args.url)
+            if found is None:
+                raise AiwatchError(f"{args.url}: no stored article has this URL")
+            store.record_feedback(found[0], args.theme, args.yes, utcnow())
+    verdict = "relevant" if args.yes else "not relevant"
+    print(f"recorded: {found[1]!r} is {verdict} for {args.theme}; it is used as an example from the next run on")
+    return EXIT_OK
+
+
 def cmd_serve(args) -> int:
     from .flow import serve
     load_config(args.config)  # validate before starting anything
@@ -430,6 +590,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--older-than", metavar="AGE", type=_parse_age, required=True,
                    help="e.g. 365d, 12w or 48h (days when no unit)")
 
+    p = add("themes", cmd_themes, "List, evaluate, calibrate and add themes.",
+            """aiwatch themes                                      # each theme's version, threshold, flags
+            aiwatch themes eval --labels ../shared/data/relevance-dev
+            aiwatch themes calibrate --labels my-labels/ --precision chip_sanctions=0.9
+            aiwatch themes add hbm_supply --from-file example-article.html""")
+    _add_config(p)
+    tsub = p.add_subparsers(dest="themes_command", metavar="ACTION")
+
+    def tadd(name: str, help: str) -> argparse.ArgumentParser:
+        tp = tsub.add_parser(name, help=help, description=help)
+        tp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: ./aiwatch.toml when present)")
+        return tp
+
+    tadd("list", "each theme with its version, threshold and flagged count (the default)")
+    tp = tadd("eval", "precision, recall and F1 per theme against keyword and description baselines")
+    tp.add_argument("--labels", metavar="DIR", action="append", required=True,
+                    help="folder with items.jsonl and labels.jsonl (repeatable)")
+    tp = tadd("calibrate", "choose each theme's threshold on labelled items (and your feedback) "
+                           "and write it to the config")
+    tp.add_argument("--labels", metavar="DIR", action="append", required=True)
+    tp.add_argument("--precision", metavar="THEME=P", action="append",
+                    help="a precision target for a theme instead of the best F1 (repeatable)")
+    tp.add_argument("--dry-run", action="store_true", help="print the thresholds, write nothing")
+    tp = tadd("add", "propose a theme from an example article and add it to the config for you to edit")
+    tp.add_argument("name")
+    tp.add_argument("--from-file", metavar="FILE", help="an article as text (title on the first line) or HTML")
+    tp.add_argument("--from-url", metavar="URL")
+
+    p = add("rescore", cmd_rescore, "Re-score stored articles against the current themes (no fetching, "
+                                    "no embedding).", "aiwatch rescore --since 30d --theme llm_pricing")
+    _add_config(p)
+    p.add_argument("--since", type=_parse_age, metavar="AGE", help="only articles fetched in the last AGE")
+    p.add_argument("--theme", help="only this theme")
+
+    p = add("feedback", cmd_feedback, "Record whether a stored article is relevant for a theme.",
+            "aiwatch feedback https://example.com/story llm_pricing --no")
+    _add_config(p)
+    p.add_argument("url")
+    p.add_argument("theme")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--yes", dest="yes", action="store_true", help="the article is on the theme")
+    verdict.add_argument("--no", dest="yes", action="store_false", help="the article is not on the theme")
+
     p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
             "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")
     _add_config(p)
@@ -456,3 +660,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aiwatch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return EXIT_OK

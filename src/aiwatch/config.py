@@ -315,6 +315,49 @@ def _toml_string_list(items: tuple[str, ...], indent: str = "  ") -> str:
     return "[\n" + body + ",\n]"
 
 
+def theme_toml(theme: Theme) -> list[str]:
+    """A [[themes]] table for ``theme``, as lines of TOML."""
+    return [
+        "[[themes]]",
+        f"name = {_toml_value(theme.name)}",
+        f"description = {_toml_value(theme.description)}",
+        f"threshold = {theme.threshold}",
+        f"positive_examples = {_toml_string_list(theme.positive_examples)}",
+        f"negative_examples = {_toml_string_list(theme.negative_examples)}",
+        f"must_have = {_toml_string_list(theme.must_have)}",
+        f"must_also_have = {_toml_string_list(theme.must_also_have)}",
+        f"must_not = {_toml_string_list(theme.must_not)}",
+        f"key_terms = {_toml_string_list(theme.key_terms)}",
+        "",
+    ]
+
+
+def set_theme_thresholds(path: Path, themes: tuple[Theme, ...], thresholds: dict[str, float]) -> None:
+    """Write new thresholds into the config file. A file without [[themes]] (so using the
+    defaults) gets the themes written out with the new thresholds."""
+    text = path.read_text("utf-8") if path.exists() else ""
+    doc = tomllib.loads(text) if text else {}
+    if "themes" not in doc:
+        from dataclasses import replace as _replace
+        blocks = [line for t in themes for line in theme_toml(_replace(t, threshold=thresholds.get(t.name, t.threshold)))]
+        path.write_text(text.rstrip("\n") + "\n\n# Themes written out by `aiwatch themes calibrate`.\n"
+                        + "\n".join(blocks) + "\n", "utf-8")
+        return
+    lines = text.splitlines()
+    current, in_theme = None, False
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_theme, current = stripped == "[[themes]]", None
+            continue
+        m = re.match(r'name\s*=\s*"([^"]+)"', stripped)
+        if in_theme and m:
+            current = m.group(1)
+        elif in_theme and current in thresholds and re.match(r"threshold\s*=", stripped):
+            lines[i] = f"threshold = {thresholds[current]}"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
 def config_template() -> str:
     """The commented aiwatch.toml that `aiwatch init` writes: every setting at its default."""
     lines = [
@@ -345,19 +388,12 @@ def config_template() -> str:
         "# (shown here). An article is flagged when its score reaches the theme's threshold.",
         "# positive_examples and negative_examples are short texts that are, and are not, on the",
         "# theme; they sharpen the match. must_have: an article with none of these terms gets half",
-        "# its score; must_not: an article with any of them gets half its score. Edit freely:",
+        "# its score (must_also_have: a second group, one of which must appear too); must_not: an",
+        "# article with any of them gets half its score. key_terms: the",
+        "# theme's action words in any language; in text the English model cannot read, a",
+        "# must_have term plus a key term counts as lexical evidence. Edit freely:",
         "# an edited theme gets a new version and stored articles are re-scored on the next run.",
     ]
     for theme in default_themes():
-        lines += [
-            "[[themes]]",
-            f"name = {_toml_value(theme.name)}",
-            f"description = {_toml_value(theme.description)}",
-            f"threshold = {theme.threshold}",
-            f"positive_examples = {_toml_string_list(theme.positive_examples)}",
-            f"negative_examples = {_toml_string_list(theme.negative_examples)}",
-            f"must_have = {_toml_string_list(theme.must_have)}",
-            f"must_not = {_toml_string_list(theme.must_not)}",
-            "",
-        ]
+        lines += theme_toml(theme)
     return "\n".join(lines)

@@ -180,6 +180,8 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
     unchanged_backfill, edited = [], 0
     new_per_feed: dict[str, int] = {}
     for e in entries:
+        if e.is_empty:
+            continue
         key, url = (e.feed_url, e.entry_id), _entry_url(e)
         if key in seen:
             old_hash = seen[key]
@@ -397,20 +399,25 @@ def _theme_vectors(store: Store, embedder, themes, now) -> list[ThemeVectors]:
     return ThemeVectors.build_all(themes, by_text)
 
 
-def score_articles(config: Config, run_id: str, now: datetime | None = None) -> ScoreResult:
-    """Score every unscored article against each theme version; flag those over the threshold."""
+def score_articles(config: Config, run_id: str, now: datetime | None = None,
+                   only: Sequence[str] | None = None) -> ScoreResult:
+    """Score every unscored article against each theme version (or the themes named in
+    ``only``); flag those over the threshold."""
     now = now or utcnow()
     scored = flagged = 0
     with open_store(config) as store:
         store.sync_themes(config.themes, now)
-        todo = {t.name: store.articles_to_score(t) for t in config.themes}
+        todo = {t.name: store.articles_to_score(t) for t in config.themes if not only or t.name in only}
         if not any(todo.values()):
             log.info("score: nothing new to score")
             return ScoreResult(0, 0)
         embedder = get_embedder(config["embed.batch_size"])
         tvs = _theme_vectors(store, embedder, config.themes, now)
-        for tv in tvs:
+        for tv in (tv for tv in tvs if tv.theme.name in todo):
             ids = todo[tv.theme.name]
+            judged = {aid: ok for aid, _, ok in store.feedback(tv.theme.name)}
+            if judged:
+                tv = tv.with_feedback(*store.feedback_examples(tv.theme.name, embedder.model_id))
             for start in range(0, len(ids), 500):
                 part = ids[start:start + 500]
                 rows = store.passages_for(part)
@@ -425,7 +432,7 @@ def score_articles(config: Config, run_id: str, now: datetime | None = None) -> 
                     mat = np.stack([vecs[h] for _, _, h in items])
                     result = score_article(mat, [t for _, t, _ in items], tv)
                     no, text, _ = items[result.best]
-                    is_flagged = result.score >= tv.theme.threshold
+                    is_flagged = judged.get(aid, result.score >= tv.theme.threshold)  # the user has the last word
                     matches.append(Match(aid, tv.theme.name, tv.theme.version, round(result.score, 4),
                                          is_flagged, text, no, result.nearest, result.terms))
                     flagged += is_flagged

@@ -472,6 +472,54 @@ class Store:
                             [[m.article_id, m.theme, m.theme_version, m.score, m.flagged, m.passage_no,
                               m.passage, m.nearest_example, list(m.terms), run_id, now] for m in matches])
 
+    # -- feedback and rescoring ----------------------------------------------------------
+
+    def article_for_url(self, url: str) -> tuple[str, str] | None:
+        """(article_id, title) of the article stored under ``url`` or one of its aliases."""
+        from .urls import canonical_url
+        row = self.con.execute(
+            "SELECT a.article_id, a.title FROM core.url_aliases u JOIN core.articles a USING (article_id) "
+            "WHERE u.canonical_url = ?", [canonical_url(url)]).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def record_feedback(self, article_id: str, theme: str, relevant: bool, now: datetime) -> None:
+        """Store a judgement and apply it at once to the article's scores for that theme."""
+        with self.transaction() as con:
+            con.execute("""INSERT INTO core.feedback VALUES (?, ?, ?, ?)
+                           ON CONFLICT DO UPDATE SET relevant = excluded.relevant, given_at = excluded.given_at""",
+                        [article_id, theme, relevant, now])
+            con.execute("UPDATE core.scores SET flagged = ? WHERE article_id = ? AND theme = ?",
+                        [relevant, article_id, theme])
+
+    def feedback(self, theme: str | None = None) -> list[tuple[str, str, bool]]:
+        sql = "SELECT article_id, theme, relevant FROM core.feedback"
+        return self.con.execute(sql + (" WHERE theme = ?" if theme else ""), [theme] if theme else []).fetchall()
+
+    def feedback_examples(self, theme: str, model: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Vectors of the best passages of articles judged relevant and not relevant for ``theme``."""
+        rows = self.con.execute("""
+            SELECT f.relevant, e.vector
+            FROM core.feedback f
+            JOIN core.passages p ON p.article_id = f.article_id AND p.passage_no = coalesce(
+                (SELECT max_by(s.passage_no, s.scored_at) FROM core.scores s
+                 WHERE s.article_id = f.article_id AND s.theme = f.theme), 0)
+            JOIN core.embeddings e ON e.text_hash = p.text_hash AND e.model = ?
+            WHERE f.theme = ?""", [model, theme]).fetchall()
+        pos = [np.asarray(v, dtype=np.float32) for ok, v in rows if ok]
+        neg = [np.asarray(v, dtype=np.float32) for ok, v in rows if not ok]
+        return pos, neg
+
+    def clear_scores(self, theme: Theme, since: datetime | None = None) -> int:
+        """Forget the scores of ``theme``'s current version (for articles fetched since), so the
+        next score stage computes them again from the stored embeddings."""
+        sql = "DELETE FROM core.scores WHERE theme = ? AND theme_version = ?"
+        params: list = [theme.name, theme.version]
+        if since is not None:
+            sql += " AND article_id IN (SELECT article_id FROM core.articles WHERE fetched_at >= ?)"
+            params.append(since)
+        with self.transaction() as con:
+            return con.execute(sql, params).fetchone()[0]
+
     # -- runs --------------------------------------------------------------------------
 
     def start_run(self, run_id: str, now: datetime) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from .errors import ConfigError
 
 THEME_KEYS = ("name", "description", "threshold", "positive_examples", "negative_examples", "must_have",
-              "must_not")
+              "must_also_have", "must_not", "key_terms")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -23,7 +23,9 @@ class Theme:
     positive_examples: tuple[str, ...] = ()
     negative_examples: tuple[str, ...] = ()
     must_have: tuple[str, ...] = ()  # at least one must appear, or the score is halved
+    must_also_have: tuple[str, ...] = ()  # a second group: one of these must appear too
     must_not: tuple[str, ...] = ()  # any of these appearing halves the score
+    key_terms: tuple[str, ...] = ()  # action words of the theme, in any language (lexical evidence)
 
     @property
     def version(self) -> str:
@@ -35,7 +37,9 @@ class Theme:
             "positive_examples": list(self.positive_examples),
             "negative_examples": list(self.negative_examples),
             "must_have": list(self.must_have),
+            "must_also_have": list(self.must_also_have),
             "must_not": list(self.must_not),
+            "key_terms": list(self.key_terms),
         }
         blob = json.dumps(definition, sort_keys=True, ensure_ascii=False).encode("utf-8")
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -45,7 +49,8 @@ class Theme:
             "name": self.name, "description": self.description, "threshold": self.threshold,
             "positive_examples": list(self.positive_examples),
             "negative_examples": list(self.negative_examples),
-            "must_have": list(self.must_have), "must_not": list(self.must_not),
+            "must_have": list(self.must_have), "must_also_have": list(self.must_also_have),
+            "must_not": list(self.must_not), "key_terms": list(self.key_terms),
         }, ensure_ascii=False)
 
 
@@ -78,16 +83,19 @@ def theme_from_mapping(item: Mapping[str, Any], *, where: str = "themes") -> The
         positive_examples=_string_list(item, "positive_examples", where),
         negative_examples=_string_list(item, "negative_examples", where),
         must_have=_string_list(item, "must_have", where),
+        must_also_have=_string_list(item, "must_also_have", where),
         must_not=_string_list(item, "must_not", where),
+        key_terms=_string_list(item, "key_terms", where),
     )
 
 
 def _term_pattern(term: str) -> re.Pattern:
     # Latin-script terms match as whole words, case-insensitively; CJK terms as substrings.
     escaped = re.escape(term)
-    if re.search(r"[\u3040-\u30ff\u3400-\u9fff]", term):
-        return re.compile(escaped)
-    return re.compile(rf"(?<!\w){escaped}(?!\w)", re.IGNORECASE)
+    if re.search(r"[\u3040-\u30ff\u3400-\u9fff]", term) or not re.search(r"\w", term):
+        return re.compile(escaped)  # CJK words and symbols ("$", "€") match anywhere
+    # Boundaries are Latin letters and digits only, so "AI" matches in "初のAI基本計画".
+    return re.compile(rf"(?<![0-9A-Za-z\u00c0-\u024f]){escaped}(?![0-9A-Za-z\u00c0-\u024f])", re.IGNORECASE)
 
 
 def find_terms(text: str, terms: tuple[str, ...]) -> list[str]:
