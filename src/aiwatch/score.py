@@ -21,7 +21,7 @@ The article's score is its best passage's, clipped to [0, 1]. Terms come next:
   threshold does not move the evidence it is calibrated on).
 
 The best passage, the nearest prototype and the matched terms are the explanation. The combination was chosen on ../shared/data/relevance-dev
-with feed-grouped folds (benchmarks/eval_themes.py): feed-grouped macro F1 0.79 with own
+with feed-grouped folds (`aiwatch themes eval`): feed-grouped macro F1 0.79 with own
 negatives only, 0.89 with rival themes as negatives and NEG_WEIGHT = 2.
 """
 
