@@ -28,6 +28,7 @@ class RouteServer:
     def __init__(self):
         self.routes: dict[str, list[Response]] = {}
         self.hits: Counter[str] = Counter()
+        self.posts: dict[str, list[bytes]] = {}
         self.request_headers: dict[str, list[dict[str, str]]] = {}
         server = self
 
@@ -36,6 +37,11 @@ class RouteServer:
 
             def log_message(self, *args):
                 pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                server.posts.setdefault(self.path, []).append(self.rfile.read(length))
+                self.do_GET()
 
             def do_GET(self):
                 path = self.path

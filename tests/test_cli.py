@@ -99,7 +99,7 @@ def test_readme_documents_every_setting_command_and_view():
 def test_template_documents_every_setting():
     text = config_template()
     for s in SETTINGS:
-        assert f"\n{s.key.split('.', 1)[1]} = " in text, s.key
+        assert f"\n{s.name} = " in text, s.key
 
 
 def test_readme_example_queries_run(demo_run):
@@ -125,7 +125,7 @@ def test_prefect_home_is_created_on_a_fresh_machine(tmp_path):
 def test_schema_reference_documents_every_view_column(demo_run):
     doc = (ROOT / "docs" / "schema.md").read_text("utf-8")
     with duckdb_connect(demo_run["config"].database) as con:
-        for view in ("articles", "matches", "stories", "theme_daily", "feed_health", "runs"):
+        for view in ("articles", "matches", "stories", "theme_daily", "feed_health", "runs", "digests"):
             section = doc.split(f"## `{view}`", 1)[1].split("\n## ", 1)[0]
             for (column, *_rest) in con.execute(f"DESCRIBE {view}").fetchall():
                 assert f"| `{column}` |" in section, (view, column)

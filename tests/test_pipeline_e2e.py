@@ -119,8 +119,9 @@ def test_second_run_adds_nothing_and_reembeds_nothing(demo_run):
 
 def test_digest_lists_flagged_articles_per_theme(demo_run):
     first = demo_run["first"]
-    md_path, html_path = first.digest_files
-    md, html = md_path.read_text("utf-8"), html_path.read_text("utf-8")
+    files = {p.suffix: p for p in first.digest_files}
+    assert set(files) == {".md", ".html", ".json", ".png", ".atom"}
+    md, html = files[".md"].read_text("utf-8"), files[".html"].read_text("utf-8")
     for theme in THEMES:
         assert f"## {theme.replace('_', ' ')}" in md
     assert "score 0." in md and "Run statistics" in md and "## Feed health" in md and "Failing:" in md
@@ -130,7 +131,7 @@ def test_digest_lists_flagged_articles_per_theme(demo_run):
     assert html.lstrip().startswith("<!DOCTYPE html>") and "<script" not in html
     # the second run flagged nothing new, and says so plainly
     quiet = demo_run["second"].digest_files[0].read_text("utf-8")
-    assert "Nothing was flagged" in quiet
+    assert "Quiet day: nothing new was flagged" in quiet
 
 
 def test_public_views_have_documented_columns(demo_run):

@@ -66,7 +66,8 @@ def _parse_since(value: str) -> datetime:
 def _print_result(result, out: Callable[[str], None] = print) -> None:
     s = result.stats
     out(f"run {s.run_id}: {result.status}; feeds {s.feeds_total} "
-        f"({s.feeds_ok} ok, {s.feeds_not_modified} unchanged, {s.feeds_failed} failed); "
+        f"({s.feeds_ok} ok, {s.feeds_not_modified} unchanged, {s.feeds_failed} failed"
+        f"{f', {s.feeds_deferred} backing off' if s.feeds_deferred else ''}); "
         f"{s.articles_new} new articles, {s.articles_failed} page failures; {s.flagged} flagged")
     if result.flagged:
         out("flagged:")
@@ -108,13 +109,26 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+DEMO_PORT = 47239  # the demo serves its corpus here when free, so a second demo sees the same URLs
+
+
+def _free_port(preferred: int) -> int:
+    import socket
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+        except OSError:
+            return 0  # taken: any free port
+    return preferred
+
+
 def cmd_demo(args) -> int:
     from .demo import CorpusServer, demo_feeds, demo_settings
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(out)
     load_config(args.config).replace(**settings)  # validate before starting anything
-    with CorpusServer() as server:
+    with CorpusServer(port=_free_port(DEMO_PORT)) as server:
         log.info("serving the demo corpus at %s", server.base_url)
         result = _run(args.config, not args.no_prefect, settings, demo_feeds(server.base_url))
     _print_result(result)
@@ -126,22 +140,34 @@ def cmd_demo(args) -> int:
 
 
 def cmd_digest(args) -> int:
-    from .digest import digest_for_run, digest_since, latest_run_id, write_digest_files
-    from .store import Store
+    from .delivery import deliver
+    from .digest import collect_digest, record_digest, write_digest_files
+    from .store import Store, write_lock
     config = load_config(args.config)
+    if args.theme and args.theme not in {t.name for t in config.themes}:
+        raise ConfigError("--theme", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database; run `aiwatch run` or `aiwatch demo` first")
     now = datetime.now(timezone.utc)
-    with Store.open(config.database) as store:
-        if args.since:
-            data = digest_since(store, config, args.since, now)
-        else:
-            run_id = args.run or latest_run_id(store)
-            if run_id is None:
-                raise AiwatchError(f"{config.database}: no finished run yet; run `aiwatch run` first")
-            data = digest_for_run(store, config, run_id, now)
-    folder = Path(args.out) if args.out else config.digest_dir
-    for path in write_digest_files(data, folder):
+    only_new = not (args.since or args.run)
+    formats = ",".join(args.format) if args.format else config["digest.formats"]
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        with Store.open(config.database, lock_timeout=60) as store:
+            data = collect_digest(store, config, now, run_id=args.run, since=args.since, theme=args.theme,
+                                  only_new=only_new)
+            folder = Path(args.out) if args.out else config.digest_dir
+            files = write_digest_files(data, folder, formats, store, config)
+            if only_new or args.send:
+                record_digest(store, data, files)
+            sent = deliver(store, config, data, now) if args.send else {}
+    for path in files:
         print(f"digest: {path}")
-    return EXIT_OK
+    print(f"{data.flagged_total} stor{'ies' if data.flagged_total != 1 else 'y'} ({data.scope})")
+    for channel, ok in sent.items():
+        print(f"{channel}: {'sent' if ok else 'failed (recorded; the next run tries again)'}")
+    if args.send and not sent:
+        log.warning("--send: no delivery configured ([digest.email] host and to, or [digest.webhook] url)")
+    return EXIT_OK if all(sent.values()) else EXIT_FAILED
 
 
 def _feed_rows(config) -> list[dict]:
@@ -533,11 +559,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=".", help="folder for aiwatch.duckdb and the digest (default .)")
     p.add_argument("--no-prefect", action="store_true", help="run the stages without Prefect's embedded API")
 
-    p = add("digest", cmd_digest, "Re-render a digest from the database (default: the latest run).",
-            "aiwatch digest --since 2026-11-20")
+    p = add("digest", cmd_digest, "Write a digest from the database: by default the stories no earlier "
+                                  "digest listed.",
+            """aiwatch digest                                   # what is new since the last digest
+            aiwatch digest --since 2026-11-20 --theme llm_pricing --format html
+            aiwatch digest --send                            # and deliver it by email / webhook""")
     _add_config(p)
-    p.add_argument("--run", metavar="RUN_ID", help="the run whose digest to render")
-    p.add_argument("--since", metavar="DATE", type=_parse_since, help="everything fetched since DATE (ISO 8601)")
+    p.add_argument("--run", metavar="RUN_ID", help="re-render what one run flagged")
+    p.add_argument("--since", metavar="DATE", type=_parse_since,
+                   help="everything flagged among articles fetched since DATE (ISO 8601), sent before or not")
+    p.add_argument("--theme", help="only this theme")
+    p.add_argument("--format", action="append", choices=("md", "html", "json", "atom"),
+                   help="format to write (repeatable; default: [digest] formats)")
+    p.add_argument("--send", action="store_true", help="deliver it by the configured email and webhook")
     p.add_argument("--out", metavar="DIR", help="folder to write to (default: [digest] dir)")
 
     p = add("feeds", cmd_feeds, "List the feeds with their health; add, import or export feeds.",

@@ -24,11 +24,20 @@ DEFAULT_CONFIG_NAME = "aiwatch.toml"
 
 @dataclass(frozen=True)
 class Setting:
-    key: str  # "section.name"
+    key: str  # "section.name" or "section.table.name"
     type: type
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None  # returns a problem, or None
+    optional: bool = False  # a string that may be empty ("not set")
+
+    @property
+    def table(self) -> str:
+        return self.key.rsplit(".", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit(".", 1)[1]
 
 
 def _positive(value: Any) -> str | None:
@@ -41,6 +50,11 @@ def _non_negative(value: Any) -> str | None:
 
 def _cron(value: str) -> str | None:
     return None if len(value.split()) == 5 else "must be a 5-field cron expression, e.g. '0 7 * * *'"
+
+
+def _formats(value: str) -> str | None:
+    bad = [f for f in (x.strip() for x in value.split(",")) if f not in ("md", "html", "json", "atom")]
+    return f"unknown format {bad[0]!r} (known: md, html, json, atom)" if bad else None
 
 
 def _contact(value: str) -> str | None:
@@ -84,7 +98,29 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("embed.chunk_words", int, 150,
             "Words per passage; 150 English words stay inside the model's 256-token window.", _positive),
     Setting("digest.dir", str, ".", "Folder the digest files are written to (relative to the config file)."),
-    Setting("digest.max_per_theme", int, 25, "Most articles listed per theme in one digest.", _positive),
+    Setting("digest.max_per_theme", int, 10,
+            "Most stories listed per theme in one digest (the alert budget); the rest are counted, "
+            "with the command that lists them.", _positive),
+    Setting("digest.formats", str, "md,html,json,atom",
+            "Digest files to write, comma-separated: md, html, json, atom.", _formats),
+    Setting("digest.window_days", int, 7,
+            "A digest offers stories first seen in the last window_days that no earlier digest sent "
+            "(or that were materially updated since).", _positive),
+    Setting("digest.email.host", str, "", "SMTP server; empty: no email.", optional=True),
+    Setting("digest.email.port", int, 587, "SMTP port (587 for STARTTLS, 465 for SSL).", _positive),
+    Setting("digest.email.starttls", bool, True, "Upgrade the connection with STARTTLS."),
+    Setting("digest.email.ssl", bool, False, "Connect with SSL from the start (port 465)."),
+    Setting("digest.email.from", str, "aiwatch@localhost", "Sender address.", optional=True),
+    Setting("digest.email.to", str, "", "Recipients, comma-separated.", optional=True),
+    Setting("digest.email.username_env", str, "",
+            "Name of the environment variable holding the SMTP user name (never the name itself).",
+            optional=True),
+    Setting("digest.email.password_env", str, "",
+            "Name of the environment variable holding the SMTP password (never the password itself).",
+            optional=True),
+    Setting("digest.webhook.url", str, "", "Webhook to post the digest to; empty: none.", optional=True),
+    Setting("digest.webhook.format", str, "slack", "slack (Slack-compatible blocks) or json (the digest).",
+            lambda v: None if v in ("slack", "json") else "must be 'slack' or 'json'"),
     Setting("prefect.task_runner", str, "default",
             "default: stages run in the flow's process; dask: stages run on a local Dask cluster and "
             "embedding is spread over its workers (needs prefect-dask: pip install 'aiwatch[dask]').",
@@ -95,6 +131,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
 SECTIONS = tuple(dict.fromkeys(s.key.split(".")[0] for s in SETTINGS))
+TABLES = tuple(dict.fromkeys(s.table for s in SETTINGS))
 
 
 @dataclass(frozen=True)
@@ -172,8 +209,10 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(key, f"expected a number, got {value!r}")
         value = float(value)
     elif typ is str:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or (not value.strip() and not setting.optional):
             raise ConfigError(key, f"expected a non-empty string, got {value!r}")
+        if not value.strip():
+            return ""
     if setting.check:
         problem = setting.check(value)
         if problem:
@@ -273,6 +312,17 @@ def build_config(config_path: str | os.PathLike | None = None, settings: Mapping
     return config
 
 
+def _read_table(prefix: str, body: dict, values: dict) -> None:
+    for name, value in body.items():
+        key = f"{prefix}.{name}"
+        if isinstance(value, dict):
+            if key not in TABLES:
+                raise ConfigError(key, "unknown table")
+            _read_table(key, value, values)
+        else:
+            values[key] = _coerce(key, value)
+
+
 def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
                          environ: Mapping[str, str] | None = None) -> Config:
     environ = {} if environ is None else environ
@@ -284,10 +334,7 @@ def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
             raise ConfigError(section, f"unknown section (known: {', '.join(SECTIONS + ('feeds', 'themes'))})")
         if not isinstance(body, dict):
             raise ConfigError(section, "must be a table ([section])")
-        for name, value in body.items():
-            if isinstance(value, dict):
-                raise ConfigError(f"{section}.{name}", "unknown table")
-            values[f"{section}.{name}"] = _coerce(f"{section}.{name}", value)
+        _read_table(section, body, values)
     for setting in SETTINGS:
         env_name = "AIWATCH_" + setting.key.replace(".", "_").upper()
         if env_name in environ:
@@ -366,13 +413,13 @@ def config_template() -> str:
         "# e.g. AIWATCH_FETCH_TIMEOUT=30 for [fetch] timeout.",
         "",
     ]
-    for section in SECTIONS:
-        lines.append(f"[{section}]")
+    for table in TABLES:
+        lines.append(f"[{table}]")
         for s in SETTINGS:
-            if s.key.split(".")[0] != section:
+            if s.table != table:
                 continue
             lines.append(f"# {s.help}")
-            lines.append(f"{s.key.split('.', 1)[1]} = {_toml_value(s.default)}")
+            lines.append(f"{s.name} = {_toml_value(s.default)}")
         lines.append("")
     lines += [
         "# Feeds to watch. Without any [[feeds]] table aiwatch uses its built-in list of",

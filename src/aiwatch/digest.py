@@ -1,29 +1,50 @@
-"""The digest: what was flagged, per theme, with why; rendered to Markdown and HTML."""
+"""The digest: new flagged stories per theme, explained, with feed health and a trend chart.
+
+A digest offers the stories flagged in the last ``digest.window_days`` that no earlier digest
+listed, or that changed materially since (more outlets, or a score at least UPDATE_MARGIN
+higher; those are marked as updated). ``core.digests`` and ``core.digest_items`` record what
+each digest listed, so tomorrow's digest never repeats today's news. It is rendered to
+Markdown, HTML (email-safe: inline CSS, no script), JSON and an Atom feed.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+import base64
+import io
+import json
+import secrets
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import jinja2
 
+from . import __version__
 from .config import Config
 from .store import Store
 
 PASSAGE_CHARS = 320
+UPDATE_MARGIN = 0.1  # a score this much higher than when last sent makes a story "updated"
+TREND_DAYS = 30
 
 
 @dataclass(frozen=True)
 class DigestItem:
-    article_id: str
+    story_id: str
     title: str
     url: str
     outlet: str
     published_at: datetime | None
     score: float
     passage: str
-    also: tuple[tuple[str, str], ...] = ()  # (outlet, url) of copies elsewhere
+    terms: tuple[str, ...] = ()
+    also: tuple[tuple[str, str], ...] = ()  # (outlet, url) of the other copies
+    updated: bool = False  # listed before; back because it changed
+
+    @property
+    def n_outlets(self) -> int:
+        return 1 + len(self.also)
 
 
 @dataclass(frozen=True)
@@ -32,7 +53,7 @@ class ThemeSection:
     description: str
     threshold: float
     items: tuple[DigestItem, ...]
-    more: int = 0  # flagged but over the per-theme budget
+    more: int = 0  # new stories beyond the alert budget
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,7 @@ class FeedHealth:
 
 @dataclass(frozen=True)
 class DigestData:
+    digest_id: str
     generated_at: datetime
     scope: str  # what the digest covers, in words
     run_id: str | None
@@ -62,10 +84,20 @@ class DigestData:
     stats: dict = field(default_factory=dict)
     article_failures: tuple[tuple[str, str], ...] = ()  # (url, error)
     health: FeedHealth = FeedHealth()
+    chart_png: bytes | None = None
 
     @property
     def flagged_total(self) -> int:
         return sum(len(t.items) + t.more for t in self.themes)
+
+    @property
+    def chart_data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.chart_png).decode("ascii") if self.chart_png else ""
+
+    def subject(self) -> str:
+        n = self.flagged_total
+        return f"aiwatch digest {self.generated_at:%Y-%m-%d}: " + (
+            f"{n} new stor{'ies' if n != 1 else 'y'}" if n else "nothing new")
 
 
 def excerpt(passage: str, title: str, limit: int = PASSAGE_CHARS) -> str:
@@ -79,25 +111,138 @@ def excerpt(passage: str, title: str, limit: int = PASSAGE_CHARS) -> str:
     return cut.rstrip(",;:") + " …"
 
 
-def _sections(store: Store, config: Config, where: str, params: list) -> tuple[ThemeSection, ...]:
+def _candidates(store: Store, theme: str, version: str, since: datetime, run_id: str | None) -> list[DigestItem]:
+    run_filter = " AND m.run_id = ?" if run_id else ""
+    rows = store.query(f"""
+        SELECT m.article_id, m.title, m.url, m.outlet, m.published_at, m.score, m.passage, m.matched_terms
+        FROM matches m JOIN core.articles a USING (article_id)
+        WHERE m.theme = ? AND m.theme_version = ? AND a.fetched_at >= ?{run_filter}""",
+                       [theme, version, since] + ([run_id] if run_id else []))[1]
+    copies: dict[str, list[tuple[str, str]]] = {}
+    if rows:
+        for dup_of, outlet, url in store.query(
+                "SELECT duplicate_of, outlet, url FROM core.articles WHERE duplicate_of IN "
+                "(SELECT unnest(?::VARCHAR[])) ORDER BY outlet", [[r[0] for r in rows]])[1]:
+            copies.setdefault(dup_of, []).append((outlet or "", url))
+    items = []
+    for aid, title, url, outlet, published, score, passage, terms in rows:
+        others: dict[str, str] = {}  # other outlets only: a re-post by the same outlet is no news
+        for o, u in copies.get(aid, ()):
+            if o != (outlet or "") and o not in others:
+                others[o] = u
+        shown: dict[str, str] = {}  # a few distinct terms are an explanation; thirty are noise
+        for term in terms or ():
+            shown.setdefault(term.casefold().rstrip("s"), term)
+        items.append(DigestItem(aid, title or url, url, outlet or "", published, float(score),
+                                excerpt(passage or "", title or ""), tuple(shown.values())[:6],
+                                tuple(others.items())))
+    return items
+
+
+def _rank(item: DigestItem) -> float:
+    # score first; more outlets and genuine novelty lift a story a little
+    return item.score + 0.03 * min(item.n_outlets - 1, 5) + (0.0 if item.updated else 0.02)
+
+
+def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str | None = None,
+                   since: datetime | None = None, theme: str | None = None, only_new: bool = True) -> DigestData:
+    """The stories of one digest. ``only_new`` leaves out what earlier digests already listed
+    (unless materially updated); ``since`` defaults to the digest window. Without ``only_new``,
+    ``run_id`` narrows the stories to those that run flagged (a re-render of its digest)."""
+    window_start = since or (now - timedelta(days=config["digest.window_days"]) if only_new else datetime.min.replace(
+        tzinfo=now.tzinfo))
+    sent = {}
+    if only_new:
+        sent = {(sid, th): (score, n) for sid, th, score, n in store.query(
+            "SELECT story_id, theme, max(score), max(n_outlets) FROM core.digest_items GROUP BY ALL")[1]}
     budget = config["digest.max_per_theme"]
     sections = []
-    for theme in config.themes:
-        cols, rows = store.query(f"""
-            SELECT m.article_id, m.title, m.url, m.outlet, m.published_at, m.score, m.passage
-            FROM matches m JOIN core.articles a USING (article_id)
-            WHERE m.theme = ? AND m.theme_version = ? AND {where}
-            ORDER BY coalesce(m.published_at, a.fetched_at) DESC, m.score DESC""",
-                                 [theme.name, theme.version, *params])
-        items = []
-        for aid, title, url, outlet, published, score, passage in rows[:budget]:
-            copies = store.query("SELECT outlet, url FROM core.articles WHERE duplicate_of = ? ORDER BY outlet",
-                                 [aid])[1]
-            items.append(DigestItem(aid, title or url, url, outlet or "", published, float(score),
-                                    excerpt(passage or "", title or ""), tuple(copies)))
-        sections.append(ThemeSection(theme.name, theme.description, theme.threshold, tuple(items),
-                                     max(0, len(rows) - budget)))
-    return tuple(sections)
+    for t in config.themes:
+        if theme and t.name != theme:
+            continue
+        fresh = []
+        for item in _candidates(store, t.name, t.version, window_start, None if only_new else run_id):
+            before = sent.get((item.story_id, t.name))
+            if before is not None:
+                if not (item.n_outlets > before[1] or item.score >= before[0] + UPDATE_MARGIN):
+                    continue
+                item = replace(item, updated=True)
+            fresh.append(item)
+        fresh.sort(key=_rank, reverse=True)
+        sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(fresh[:budget]),
+                                     max(0, len(fresh) - budget)))
+    if run_id:
+        cols, rows = store.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        stats = dict(zip(cols, rows[0])) if rows else {}
+        failures = store.query("SELECT url, error FROM core.failures WHERE run_id = ? AND stage <> 'feed' "
+                               "ORDER BY url", [run_id])[1]
+        health_since = stats.get("started_at") or now
+        scope = f"run {run_id}"
+    else:
+        cols, rows = store.query("""SELECT count(*) AS runs, sum(articles_new) AS articles_new,
+                                           sum(flagged) AS flagged FROM runs WHERE started_at >= ?""", [window_start])
+        stats = dict(zip(cols, rows[0])) if rows else {}
+        failures = store.query("""SELECT f.url, any_value(f.error) FROM core.failures f JOIN core.runs r USING (run_id)
+                                  WHERE r.started_at >= ? AND f.stage <> 'feed' GROUP BY f.url ORDER BY f.url""",
+                               [window_start])[1]
+        health_since = window_start
+        scope = (f"stories first seen since {window_start:%Y-%m-%d %H:%M} UTC" if window_start.year > 1
+                 else "all stored stories")
+    if only_new:
+        scope += ", not in an earlier digest"
+    return DigestData(
+        digest_id=now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3), generated_at=now, scope=scope,
+        run_id=run_id, themes=tuple(sections), stats=stats, article_failures=tuple(failures),
+        health=feed_health_report(store, config, health_since, now), chart_png=trend_chart(store, config, now),
+    )
+
+
+def record_digest(store: Store, data: DigestData, files: list[Path]) -> None:
+    """Remember what this digest listed, so the next one does not repeat it."""
+    rows = [[data.digest_id, i.story_id, t.name, i.score, i.n_outlets, i.updated] for t in data.themes for i in t.items]
+    with store.transaction() as con:
+        con.execute("INSERT INTO core.digests VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [data.digest_id, data.generated_at, data.run_id, data.scope, len(rows), [str(f) for f in files]])
+        if rows:
+            con.executemany("INSERT INTO core.digest_items VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+
+
+def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_DAYS) -> bytes | None:
+    """Flagged stories per theme per day over the last ``days`` days, as a PNG (None without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    start = (now - timedelta(days=days - 1)).date()
+    rows = store.query("SELECT theme, day, flagged FROM theme_daily WHERE day >= ?", [start])[1]
+    counts = {(theme, day): n for theme, day, n in rows}
+    dates = [start + timedelta(days=i) for i in range(days)]
+    fig, ax = plt.subplots(figsize=(6.4, 2.4), dpi=100)
+    colors = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#57606a"]
+    for i, t in enumerate(config.themes):
+        ax.plot(dates, [counts.get((t.name, d), 0) for d in dates], marker="o", markersize=2.5, linewidth=1.6,
+                color=colors[i % len(colors)], label=t.name.replace("_", " "))
+    ax.set_title(f"Flagged stories per day, last {days} days", fontsize=10, loc="left")
+    ax.tick_params(labelsize=8)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylim(bottom=0)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=7, frameon=False, ncol=min(3, len(config.themes)), loc="upper left")
+    fig.autofmt_xdate(rotation=0, ha="center")
+    import matplotlib.dates as mdates
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def latest_run_id(store: Store) -> str | None:
+    rows = store.query("SELECT run_id FROM runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1")[1]
+    return rows[0][0] if rows else None
 
 
 def feed_health_report(store: Store, config: Config, since: datetime, now: datetime) -> FeedHealth:
@@ -126,41 +271,6 @@ def feed_health_report(store: Store, config: Config, since: datetime, now: datet
             recovered.append(FeedStatus(url, name, f"working again since {recovered_at:%Y-%m-%d %H:%M} UTC"))
     failing.sort(key=lambda f: -f.consecutive_failures)
     return FeedHealth(tuple(failing), tuple(stale), tuple(recovered))
-
-
-def digest_for_run(store: Store, config: Config, run_id: str, now: datetime) -> DigestData:
-    """What one run flagged (the articles it scored), plus its statistics and failures."""
-    cols, rows = store.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
-    stats = dict(zip(cols, rows[0])) if rows else {}
-    failures = store.query("SELECT url, error FROM core.failures WHERE run_id = ? AND stage <> 'feed' "
-                           "ORDER BY url", [run_id])[1]
-    started = stats.get("started_at") or now
-    return DigestData(
-        generated_at=now, scope=f"run {run_id}", run_id=run_id,
-        themes=_sections(store, config, "m.run_id = ?", [run_id]),
-        stats=stats, article_failures=tuple(failures), health=feed_health_report(store, config, started, now),
-    )
-
-
-def digest_since(store: Store, config: Config, since: datetime, now: datetime) -> DigestData:
-    """Everything flagged among articles first fetched since ``since``."""
-    cols, rows = store.query("""
-        SELECT count(*) AS runs, sum(articles_new) AS articles_new, sum(flagged) AS flagged
-        FROM runs WHERE started_at >= ?""", [since])
-    stats = dict(zip(cols, rows[0])) if rows else {}
-    failures = store.query("""SELECT f.url, any_value(f.error) FROM core.failures f JOIN core.runs r USING (run_id)
-                              WHERE r.started_at >= ? AND f.stage <> 'feed' GROUP BY f.url ORDER BY f.url""",
-                           [since])[1]
-    return DigestData(
-        generated_at=now, scope=f"articles fetched since {since:%Y-%m-%d %H:%M} UTC", run_id=None,
-        themes=_sections(store, config, "a.fetched_at >= ?", [since]),
-        stats=stats, article_failures=tuple(failures), health=feed_health_report(store, config, since, now),
-    )
-
-
-def latest_run_id(store: Store) -> str | None:
-    rows = store.query("SELECT run_id FROM runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1")[1]
-    return rows[0][0] if rows else None
 
 
 _env_cache: dict[bool, jinja2.Environment] = {}
@@ -195,15 +305,71 @@ def render_markdown(data: DigestData) -> str:
     return _env(False).get_template("digest.md.j2").render(d=data)
 
 
-def render_html(data: DigestData) -> str:
-    return _env(True).get_template("digest.html.j2").render(d=data)
+def render_html(data: DigestData, chart_src: str | None = None) -> str:
+    """The HTML digest; the chart inline as a data URI, or ``chart_src`` (e.g. "cid:trend")."""
+    return _env(True).get_template("digest.html.j2").render(d=data, chart_src=chart_src or data.chart_data_uri)
 
 
-def write_digest_files(data: DigestData, folder: Path) -> tuple[Path, Path]:
-    """Write digest-<run id or time>.md and .html into ``folder``; returns both paths."""
+def render_json(data: DigestData) -> str:
+    doc = asdict(data)
+    doc.pop("chart_png")
+    return json.dumps(doc, default=str, ensure_ascii=False, indent=1)
+
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def render_atom(store: Store, config: Config, now: datetime, limit: int = 100) -> str:
+    """A rolling Atom feed of the stories flagged in the last 30 days, newest first, so any feed
+    reader can subscribe to aiwatch's output."""
+    ET.register_namespace("", ATOM)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    ET.SubElement(feed, f"{{{ATOM}}}title").text = "aiwatch: flagged stories"
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = f"urn:aiwatch:feed:{config.database.name}"
+    ET.SubElement(feed, f"{{{ATOM}}}updated").text = now.isoformat(timespec="seconds")
+    ET.SubElement(feed, f"{{{ATOM}}}generator", version=__version__).text = "aiwatch"
+    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    ET.SubElement(author, f"{{{ATOM}}}name").text = "aiwatch"
+    rows = store.query("""
+        SELECT m.article_id, m.theme, m.title, m.url, m.outlet, m.score, m.passage, m.flagged_at, m.published_at
+        FROM matches m JOIN core.articles a USING (article_id)
+        WHERE m.flagged_at >= ? ORDER BY m.flagged_at DESC, m.score DESC LIMIT ?""",
+                       [now - timedelta(days=TREND_DAYS), limit])[1]
+    for aid, theme, title, url, outlet, score, passage, flagged_at, published in rows:
+        entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = f"urn:aiwatch:story:{aid}:{theme}"
+        ET.SubElement(entry, f"{{{ATOM}}}title").text = f"[{theme.replace('_', ' ')}] {title or url}"
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=url)
+        ET.SubElement(entry, f"{{{ATOM}}}updated").text = flagged_at.isoformat(timespec="seconds")
+        if published:
+            ET.SubElement(entry, f"{{{ATOM}}}published").text = published.isoformat(timespec="seconds")
+        ET.SubElement(entry, f"{{{ATOM}}}category", term=theme)
+        ET.SubElement(entry, f"{{{ATOM}}}summary", type="text").text = (
+            f"{outlet} · score {score:.2f} · {excerpt(passage or '', title or '')}")
+    ET.indent(feed)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
+
+
+def write_digest_files(data: DigestData, folder: Path, formats: str = "md,html,json,atom",
+                       store: Store | None = None, config: Config | None = None) -> list[Path]:
+    """Write digest-<id>.{md,html,json} (+ the chart as a PNG) and the rolling aiwatch.atom."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = "digest-" + (data.run_id or data.generated_at.strftime("%Y%m%dT%H%M%SZ"))
-    md, html = folder / f"{stem}.md", folder / f"{stem}.html"
-    md.write_text(render_markdown(data), "utf-8")
-    html.write_text(render_html(data), "utf-8")
-    return md, html
+    wanted = {f.strip() for f in formats.split(",")}
+    stem = folder / f"digest-{data.run_id or data.digest_id}"
+    out = []
+    if "md" in wanted:
+        out.append(stem.with_suffix(".md"))
+        out[-1].write_text(render_markdown(data), "utf-8")
+    if "html" in wanted:
+        out.append(stem.with_suffix(".html"))
+        out[-1].write_text(render_html(data), "utf-8")
+    if "json" in wanted:
+        out.append(stem.with_suffix(".json"))
+        out[-1].write_text(render_json(data), "utf-8")
+    if data.chart_png:
+        out.append(folder / f"{stem.name}-trend.png")
+        out[-1].write_bytes(data.chart_png)
+    if "atom" in wanted and store is not None and config is not None:
+        out.append(folder / "aiwatch.atom")
+        out[-1].write_text(render_atom(store, config, data.generated_at), "utf-8")
+    return out

@@ -443,12 +443,18 @@ def score_articles(config: Config, run_id: str, now: datetime | None = None,
 
 
 def write_digest(config: Config, run_id: str, now: datetime | None = None) -> tuple[Path, ...]:
-    """Render this run's digest to Markdown and HTML files in digest.dir."""
-    from .digest import digest_for_run, write_digest_files
+    """The run's digest: the stories no earlier digest listed, written to digest.dir in the
+    configured formats, then delivered by email and webhook (earlier failed deliveries first)."""
+    from .delivery import deliver, retry_failed
+    from .digest import collect_digest, record_digest, write_digest_files
     now = now or utcnow()
     with open_store(config) as store:
-        data = digest_for_run(store, config, run_id, now)
-    return write_digest_files(data, config.digest_dir)
+        data = collect_digest(store, config, now, run_id=run_id)
+        files = write_digest_files(data, config.digest_dir, config["digest.formats"], store, config)
+        record_digest(store, data, files)  # the files are written first: a failed send loses nothing
+        retry_failed(store, config, now)
+        deliver(store, config, data, now)
+    return tuple(files)
 
 
 def finish_run(config: Config, run_id: str, stats: RunStats, status: str, now: datetime | None = None,

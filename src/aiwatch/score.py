@@ -119,7 +119,7 @@ def score_article(passage_vectors: np.ndarray, passage_texts: Sequence[str], tv:
     keys = tuple(find_terms(text, theme.key_terms))
     if keys and found and not excluded and not reads_as_english(text):
         score = max(score, min(1.0, LEXICAL_BASE + LEXICAL_STEP * (len(keys) - 1)))
-    terms = tuple(dict.fromkeys(found + also + keys))
+    terms = tuple(dict.fromkeys(keys + found + also))  # the theme's action words first
     return PassageScore(score, sem.best, sem.nearest, terms, sem.score)
 
 

@@ -1,0 +1,172 @@
+"""Delivering a digest by email (SMTP) and webhook. The files are always written first.
+
+A failed delivery is recorded in ``core.deliveries`` and tried again by the next run; one
+channel failing never stops another. Secrets (SMTP password, webhook URL, which for Slack is
+itself a secret) never appear in logs, errors or the digest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import smtplib
+import ssl
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from .config import Config
+from .digest import DigestData, render_html, render_json, render_markdown
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class DeliveryError(Exception):
+    """A delivery failed; the message is safe to log (no secrets)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def build_email(config: Config, subject: str, text: str, html: str, chart: bytes | None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = _one_line(subject)[:200]  # no newline can reach a header
+    msg["From"] = config["digest.email.from"]
+    msg["To"] = ", ".join(a.strip() for a in config["digest.email.to"].split(",") if a.strip())
+    msg.set_content(text)
+    if chart:
+        cid = make_msgid(domain="aiwatch.local")
+        msg.add_alternative(html.replace("__AIWATCH_CHART__", "cid:" + cid[1:-1]), subtype="html")
+        msg.get_payload()[1].add_related(chart, maintype="image", subtype="png", cid=cid,
+                                         filename="trend.png", disposition="inline")
+    else:
+        msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def send_email(config: Config, msg: EmailMessage) -> None:
+    host, port = config["digest.email.host"], config["digest.email.port"]
+    user_env, pass_env = config["digest.email.username_env"], config["digest.email.password_env"]
+    user = os.environ.get(user_env) if user_env else None
+    password = os.environ.get(pass_env) if pass_env else None
+    if user_env and user is None:
+        raise DeliveryError(f"environment variable {user_env} (digest.email.username_env) is not set")
+    if pass_env and password is None:
+        raise DeliveryError(f"environment variable {pass_env} (digest.email.password_env) is not set")
+    try:
+        if config["digest.email.ssl"]:
+            smtp = smtplib.SMTP_SSL(host, port, timeout=30, context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=30)
+        with smtp:
+            if config["digest.email.starttls"] and not config["digest.email.ssl"]:
+                smtp.starttls(context=ssl.create_default_context())
+            if user is not None:
+                smtp.login(user, password or "")
+            smtp.send_message(msg)
+    except (OSError, smtplib.SMTPException) as exc:
+        detail = _one_line(exc)
+        if password:
+            detail = detail.replace(password, "***")
+        raise DeliveryError(f"SMTP {host}:{port}: {type(exc).__name__}: {detail}") from None
+
+
+def webhook_payload(config: Config, data: DigestData) -> dict:
+    if config["digest.webhook.format"] == "json":
+        return json.loads(render_json(data))
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": data.subject()[:150]}}]
+    for t in data.themes:
+        lines = [f"*{t.name.replace('_', ' ')}*"]
+        for i in t.items:
+            title = i.title.replace("<", "‹").replace(">", "›").replace("|", "/")
+            also = f" (+{len(i.also)} outlets)" if i.also else ""
+            mark = " _updated_" if i.updated else ""
+            lines.append(f"• <{i.url}|{title}> · {i.outlet}{also} · {i.score:.2f}{mark}")
+        if not t.items:
+            lines.append("nothing new")
+        if t.more:
+            lines.append(f"…and {t.more} more")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
+    return {"text": data.subject(), "blocks": blocks}
+
+
+def post_webhook(config: Config, payload: dict) -> None:
+    url = config["digest.webhook.url"]
+    where = urlsplit(url).hostname or "webhook"  # the full URL can be a secret (Slack): never shown
+    try:
+        resp = httpx.post(url, json=payload, timeout=30, headers={"User-Agent": "aiwatch"})
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"webhook at {where}: {type(exc).__name__}") from None
+    if resp.status_code >= 300:
+        raise DeliveryError(f"webhook at {where}: HTTP {resp.status_code}")
+
+
+def _attempt(store: Store, digest_id: str, channel: str, send, now: datetime) -> bool:
+    try:
+        send()
+        status, error = "sent", None
+    except DeliveryError as exc:
+        status, error = "failed", str(exc)
+        log.warning("digest %s by %s failed: %s (tried again next run)", digest_id, channel, error)
+    with store.transaction() as con:
+        con.execute("""INSERT INTO core.deliveries VALUES (?, ?, ?, 1, ?, ?)
+                       ON CONFLICT DO UPDATE SET status = excluded.status, attempts = core.deliveries.attempts + 1,
+                           last_attempt_at = excluded.last_attempt_at, error = excluded.error""",
+                    [digest_id, channel, status, now, error])
+    return status == "sent"
+
+
+def channels(config: Config) -> list[str]:
+    out = []
+    if config["digest.email.host"] and config["digest.email.to"]:
+        out.append("email")
+    if config["digest.webhook.url"]:
+        out.append("webhook")
+    return out
+
+
+def deliver(store: Store, config: Config, data: DigestData, now: datetime) -> dict[str, bool]:
+    """Send a freshly written digest on every configured channel; returns channel -> sent."""
+    results = {}
+    for channel in channels(config):
+        if channel == "email":
+            msg = build_email(config, data.subject(), render_markdown(data),
+                              render_html(data, chart_src="__AIWATCH_CHART__" if data.chart_png else None),
+                              data.chart_png)
+            results[channel] = _attempt(store, data.digest_id, channel, lambda: send_email(config, msg), now)
+        else:
+            payload = webhook_payload(config, data)
+            results[channel] = _attempt(store, data.digest_id, channel, lambda: post_webhook(config, payload), now)
+    return results
+
+
+def retry_failed(store: Store, config: Config, now: datetime) -> int:
+    """Try earlier failed deliveries again from the files those digests wrote. Returns how many
+    went through."""
+    rows = store.query("""SELECT v.digest_id, v.channel, d.files FROM core.deliveries v JOIN core.digests d
+                          USING (digest_id) WHERE v.status = 'failed' AND v.attempts < ?
+                          ORDER BY d.created_at""", [MAX_ATTEMPTS])[1]
+    sent = 0
+    for digest_id, channel, files in rows:
+        if channel not in channels(config):
+            continue
+        paths = {Path(f).suffix: Path(f) for f in files or []}
+        md, html, js = paths.get(".md"), paths.get(".html"), paths.get(".json")
+        if channel == "email" and md and html and md.exists() and html.exists():
+            msg = build_email(config, f"aiwatch digest {digest_id} (delivered late)", md.read_text("utf-8"),
+                              html.read_text("utf-8"), None)  # the HTML file carries its chart inline
+            sent += _attempt(store, digest_id, channel, lambda: send_email(config, msg), now)
+        elif channel == "webhook" and js and js.exists():
+            payload = {"text": f"aiwatch digest {digest_id} (delivered late)",
+                       "digest": json.loads(js.read_text("utf-8"))}
+            sent += _attempt(store, digest_id, channel, lambda: post_webhook(config, payload), now)
+    return sent

@@ -1,0 +1,198 @@
+"""Digests: formats, no repeats, updates, the alert budget, delivery to real local servers, safety."""
+
+from __future__ import annotations
+
+import email
+import json
+import logging
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from email import policy
+from pathlib import Path
+
+import feedparser
+import pytest
+from routes import Response
+
+from aiwatch.config import load_config
+from aiwatch.delivery import build_email, deliver, retry_failed
+from aiwatch.digest import collect_digest, record_digest, render_html, render_markdown, write_digest_files
+from aiwatch.store import Store
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+def db(demo_run, tmp_path):
+    path = tmp_path / "digest.duckdb"
+    shutil.copy(demo_run["config"].database, path)
+    with Store.open(path) as store:  # forget what the demo runs' digests listed
+        store.con.execute("DELETE FROM core.digest_items; DELETE FROM core.digests; DELETE FROM core.deliveries")
+    return path
+
+
+def config_for(db: Path, tmp_path: Path, **values):
+    base = load_config(None).replace(**{"storage.database": str(db), "digest.dir": str(tmp_path)})
+    return base.replace(**values) if values else base
+
+
+def test_every_format_is_written_and_the_atom_feed_validates(db, tmp_path):
+    config = config_for(db, tmp_path)
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+        files = write_digest_files(data, tmp_path, "md,html,json,atom", store, config)
+    by_suffix = {f.suffix: f for f in files}
+    assert set(by_suffix) == {".md", ".html", ".json", ".png", ".atom"}
+    html = by_suffix[".html"].read_text()
+    assert 'src="data:image/png;base64,' in html and "<script" not in html
+    doc = json.loads(by_suffix[".json"].read_text())
+    assert {t["name"] for t in doc["themes"]} == {"chip_sanctions", "llm_pricing", "gov_ai_policy"}
+    feed = feedparser.parse(by_suffix[".atom"].read_bytes())
+    assert not feed.bozo and len(feed.entries) == data.flagged_total and feed.entries[0].link.startswith("http")
+    assert by_suffix[".png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stories_not_repeated_unless_updated(db, tmp_path):
+    config = config_for(db, tmp_path)
+    with Store.open(db) as store:
+        first = collect_digest(store, config, NOW)
+        record_digest(store, first, [])
+        assert first.flagged_total == 25
+        again = collect_digest(store, config, NOW)
+        assert again.flagged_total == 0  # nothing repeated
+        assert "Quiet day" in render_markdown(again)
+        # a story picked up by a new outlet comes back, marked as updated
+        aid, url = store.query("SELECT article_id, url FROM matches WHERE theme = 'gov_ai_policy' LIMIT 1")[1][0]
+        store.con.execute("""INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title,
+                                 text, text_source, fetched_at, content_hash, duplicate_of, outlet)
+                             SELECT 'copy1', 'https://other.example/x', 'https://other.example/x', feed_url, 'e',
+                                    title, text, text_source, fetched_at, content_hash, article_id, 'Other Outlet'
+                             FROM core.articles WHERE article_id = ?""", [aid])
+        third = collect_digest(store, config, NOW)
+    items = [i for t in third.themes for i in t.items]
+    assert [(i.url, i.updated, i.n_outlets) for i in items] == [(url, True, 2)]
+    assert "(updated)" in render_markdown(third) and "UPDATED" in render_html(third)
+
+
+def test_alert_budget_summarises_the_rest(db, tmp_path):
+    config = config_for(db, tmp_path, **{"digest.max_per_theme": 2})
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+    chip = next(t for t in data.themes if t.name == "chip_sanctions")
+    assert len(chip.items) == 2 and chip.more == 7
+    assert chip.items[0].score >= chip.items[1].score
+    md = render_markdown(data)
+    assert "…and 7 more: `aiwatch digest --theme chip_sanctions" in md
+
+
+def test_malicious_title_is_text_not_markup(db, tmp_path):
+    evil = 'Chip curbs <script>alert("x")</script><img src=x onerror=alert(1)>\r\nBcc: victim@example.com'
+    with Store.open(db) as store:
+        store.con.execute("UPDATE core.articles SET title = ? WHERE article_id = "
+                          "(SELECT article_id FROM matches WHERE theme = 'chip_sanctions' LIMIT 1)", [evil])
+        data = collect_digest(store, config_for(db, tmp_path), NOW)
+    html = render_html(data)
+    assert "<script>" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(" in html
+    md = render_markdown(data)
+    assert "<script>" not in md and "\\<script\\>" in md
+    msg = build_email(config_for(db, tmp_path, **{"digest.email.to": "a@example.com"}),
+                      "Digest: " + evil, "text", html, None)
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert parsed["Bcc"] is None and set(parsed.keys()) <= {"Subject", "From", "To", "MIME-Version",
+                                                            "Content-Type"}  # no header injection
+    assert "Bcc: victim" in parsed["Subject"]  # the title's newline became a space inside the subject
+
+
+@pytest.fixture
+def smtp_server():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    received = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield controller, received
+    finally:
+        controller.stop()
+
+
+def test_email_is_multipart_with_the_chart_inline(db, tmp_path, smtp_server, monkeypatch, caplog):
+    controller, received = smtp_server
+    port = controller.port
+    monkeypatch.setenv("AIWATCH_TEST_SMTP_PASSWORD", "s3cret-pass")
+    config = config_for(db, tmp_path, **{"digest.email.host": "127.0.0.1", "digest.email.port": port,
+                                         "digest.email.starttls": False, "digest.email.to": "watcher@example.com",
+                                         "digest.email.from": "aiwatch@example.com"})
+    caplog.set_level(logging.DEBUG)
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+        record_digest(store, data, write_digest_files(data, tmp_path, "md,html", store, config))
+        assert deliver(store, config, data, NOW) == {"email": True}
+        assert store.query("SELECT channel, status FROM core.deliveries")[1] == [("email", "sent")]
+    assert len(received) == 1
+    msg = email.message_from_bytes(received[0].as_bytes(), policy=policy.default)
+    assert msg["To"] == "watcher@example.com" and "aiwatch digest" in msg["Subject"]
+    types = [part.get_content_type() for part in msg.walk()]
+    assert types[0] == "multipart/alternative"
+    assert "text/plain" in types and "text/html" in types and "image/png" in types
+    html = next(p for p in msg.walk() if p.get_content_type() == "text/html").get_content()
+    png = next(p for p in msg.walk() if p.get_content_type() == "image/png")
+    assert f'src="cid:{png["Content-ID"].strip("<>")}"' in html
+    assert "s3cret-pass" not in caplog.text
+
+
+def test_webhook_slack_and_json(db, tmp_path, route_server):
+    url = route_server.add("/hooks/T000/SECRET-TOKEN", Response(200, b"ok"))
+    for fmt in ("slack", "json"):
+        config = config_for(db, tmp_path, **{"digest.webhook.url": url, "digest.webhook.format": fmt})
+        with Store.open(db) as store:
+            data = collect_digest(store, config, NOW, only_new=False)
+            assert deliver(store, config, data, NOW) == {"webhook": True}
+    slack, generic = (json.loads(b) for b in route_server.posts["/hooks/T000/SECRET-TOKEN"])
+    assert slack["text"].startswith("aiwatch digest") and slack["blocks"][0]["type"] == "header"
+    assert any("chip sanctions" in b.get("text", {}).get("text", "") for b in slack["blocks"])
+    assert {t["name"] for t in generic["themes"]} == {"chip_sanctions", "llm_pricing", "gov_ai_policy"}
+
+
+def test_failed_delivery_is_recorded_and_retried_next_run(db, tmp_path, route_server, caplog):
+    url = route_server.add("/hook/SECRET", Response(500, b"down"), Response(200, b"ok"))
+    config = config_for(db, tmp_path, **{"digest.webhook.url": url, "digest.webhook.format": "json"})
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+        record_digest(store, data, write_digest_files(data, tmp_path, "md,html,json", store, config))
+        assert deliver(store, config, data, NOW) == {"webhook": False}
+        assert store.query("SELECT status, attempts FROM core.deliveries")[1] == [("failed", 1)]
+        assert retry_failed(store, config, NOW) == 1
+        assert store.query("SELECT status, attempts FROM core.deliveries")[1] == [("sent", 2)]
+    assert "HTTP 500" in caplog.text and "SECRET" not in caplog.text
+    late = json.loads(route_server.posts["/hook/SECRET"][-1])
+    assert late["digest"]["digest_id"] == data.digest_id
+
+
+@pytest.mark.skipif(not shutil.which("chromium"), reason="chromium not installed")
+def test_html_digest_renders_in_a_browser(db, tmp_path):
+    config = config_for(db, tmp_path)
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+    page = tmp_path / "digest.html"
+    page.write_text(render_html(data))
+    for width in (1200, 390):
+        shot = tmp_path / f"shot-{width}.png"
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--disable-quic", f"--user-data-dir={tmp_path / f'profile-{width}'}",
+                        f"--window-size={width},2000", f"--screenshot={shot}", page.as_uri()],
+                       check=True, capture_output=True, timeout=120)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
