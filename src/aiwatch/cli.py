@@ -520,6 +520,18 @@ def cmd_serve(args) -> int:
 
 # -- parser -------------------------------------------------------------------------------
 
+def _actions(parser: argparse.ArgumentParser, dest: str):
+    """Sub-actions of a command (`aiwatch feeds add ...`); each takes --config too."""
+    sub = parser.add_subparsers(dest=dest, metavar="ACTION")
+
+    def add_action(name: str, help: str) -> argparse.ArgumentParser:
+        action = sub.add_parser(name, help=help, description=help)
+        action.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                            help="config file (default: ./aiwatch.toml when present)")
+        return action
+    return add_action
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aiwatch",
@@ -580,13 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
             aiwatch feeds import-opml subscriptions.opml
             aiwatch feeds export-opml --out feeds.opml""")
     _add_config(p)
-    fsub = p.add_subparsers(dest="feeds_command", metavar="ACTION")
-
-    def fadd(name: str, help: str) -> argparse.ArgumentParser:
-        fp = fsub.add_parser(name, help=help, description=help)
-        fp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (default: ./aiwatch.toml when present)")
-        return fp
+    fadd = _actions(p, "feeds_command")
 
     fadd("list", "every feed with its health (the default)")
     fp = fadd("add", "add a feed by its URL, or a site URL whose page links to its feed")
@@ -630,13 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
             aiwatch themes calibrate --labels my-labels/ --precision chip_sanctions=0.9
             aiwatch themes add hbm_supply --from-file example-article.html""")
     _add_config(p)
-    tsub = p.add_subparsers(dest="themes_command", metavar="ACTION")
-
-    def tadd(name: str, help: str) -> argparse.ArgumentParser:
-        tp = tsub.add_parser(name, help=help, description=help)
-        tp.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (default: ./aiwatch.toml when present)")
-        return tp
+    tadd = _actions(p, "themes_command")
 
     tadd("list", "each theme with its version, threshold and flagged count (the default)")
     tp = tadd("eval", "precision, recall and F1 per theme against keyword and description baselines")

@@ -173,17 +173,25 @@ class ItemScorer:
         return np.array([score_article(v, ps, tv).score for v, ps in zip(self.vectors, self.passages)])
 
 
+def _labelled(scorer: ItemScorer, theme: Theme) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which items count for ``theme`` (grade 0 or 2, grade 1 left out) and which of those are
+    positive; None when the labels hold no positive or no negative for it."""
+    grades = np.array([it.grades.get(theme.name, -1) for it in scorer.items])
+    keep = (grades == 0) | (grades == 2)
+    y = (grades == 2)[keep]
+    return None if y.sum() == 0 or (~y).sum() == 0 else (keep, y)
+
+
 def evaluate(scorer: ItemScorer, themes: Sequence[Theme]) -> list[ThemeReport]:
     """Per theme and system: in-sample (at the configured and at the best threshold), 5-fold and
     feed-grouped cross-validated precision, recall and F1."""
     reports = []
     feeds = [it.feed for it in scorer.items]
     for theme in themes:
-        grades = np.array([it.grades.get(theme.name, -1) for it in scorer.items])
-        keep = (grades == 0) | (grades == 2)
-        y = (grades == 2)[keep]
-        if y.sum() == 0 or (~y).sum() == 0:
+        labelled = _labelled(scorer, theme)
+        if labelled is None:
             continue
+        keep, y = labelled
         rep = ThemeReport(theme.name, int(y.sum()), int((~y).sum()))
         groups = [g for g, k in zip(feeds, keep) if k]
         for system in SYSTEMS:
@@ -228,11 +236,10 @@ def calibrate(scorer: ItemScorer, themes: Sequence[Theme],
     """A threshold per theme: best F1, or the best recall at a precision target."""
     out = {}
     for theme in themes:
-        grades = np.array([it.grades.get(theme.name, -1) for it in scorer.items])
-        keep = (grades == 0) | (grades == 2)
-        y = (grades == 2)[keep]
-        if y.sum() == 0 or (~y).sum() == 0:
+        labelled = _labelled(scorer, theme)
+        if labelled is None:
             continue
+        keep, y = labelled
         s = scorer.scores(theme, themes)[keep]
         target = (precision_targets or {}).get(theme.name)
         out[theme.name] = round(best_threshold(s, y, target), 3)
