@@ -48,7 +48,7 @@ class RouteServer:
                 server.hits[path] += 1
                 server.request_headers.setdefault(path, []).append(
                     {k.lower(): v for k, v in self.headers.items()})
-                seq = server.routes.get(path)
+                seq = server.routes.get(path) or server.routes.get(path.split("?", 1)[0])
                 if not seq:
                     resp = Response(404, b"not found")
                 else:

@@ -14,7 +14,8 @@ from aiwatch.cli import build_parser, main
 from aiwatch.config import SETTINGS, config_template, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("init", "run", "demo", "digest", "feeds", "serve", "query", "search", "export", "prune")
+COMMANDS = ("init", "run", "demo", "digest", "feeds", "serve", "query", "search", "export", "prune", "reextract",
+            "themes", "rescore", "feedback")
 
 
 def aiwatch(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

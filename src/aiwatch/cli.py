@@ -492,6 +492,19 @@ def cmd_rescore(args) -> int:
     return EXIT_OK
 
 
+def cmd_reextract(args) -> int:
+    from .pipeline import reextract
+    from .store import write_lock
+    config = load_config(args.config)
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database")
+    since = datetime.now(timezone.utc) - args.since if args.since else None
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        checked, changed = reextract(config, since)
+    print(f"re-extracted {checked} stored pages: {changed} articles changed (re-embedded and re-scored)")
+    return EXIT_OK
+
+
 def cmd_feedback(args) -> int:
     from .pipeline import utcnow
     from .store import Store, write_lock
@@ -658,6 +671,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(p)
     p.add_argument("--since", type=_parse_age, metavar="AGE", help="only articles fetched in the last AGE")
     p.add_argument("--theme", help="only this theme")
+
+    p = add("reextract", cmd_reextract, "Extract the stored raw pages again, without fetching them.",
+            "aiwatch reextract --since 30d     # after an upgrade or a change of extraction settings")
+    _add_config(p)
+    p.add_argument("--since", type=_parse_age, metavar="AGE", help="only pages fetched in the last AGE")
 
     p = add("feedback", cmd_feedback, "Record whether a stored article is relevant for a theme.",
             "aiwatch feedback https://example.com/story llm_pricing --no")

@@ -97,6 +97,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("embed.max_chunks", int, 8, "Passages embedded per article (title + lead, then body chunks).", _positive),
     Setting("embed.chunk_words", int, 150,
             "Words per passage; 150 English words stay inside the model's 256-token window.", _positive),
+    Setting("stories.window_hours", float, 72.0,
+            "Articles about one event are grouped into a story only within this many hours of its "
+            "first article.", _positive),
+    Setting("stories.threshold", float, 0.85,
+            "How alike an article must be to a story's first article to join it: cosine of their "
+            "title + lead plus a quarter of their headlines' word overlap.", _positive),
     Setting("digest.dir", str, ".", "Folder the digest files are written to (relative to the config file)."),
     Setting("digest.max_per_theme", int, 10,
             "Most stories listed per theme in one digest (the alert budget); the rest are counted, "

@@ -118,22 +118,35 @@ def _candidates(store: Store, theme: str, version: str, since: datetime, run_id:
         FROM matches m JOIN core.articles a USING (article_id)
         WHERE m.theme = ? AND m.theme_version = ? AND a.fetched_at >= ?{run_filter}""",
                        [theme, version, since] + ([run_id] if run_id else []))[1]
-    copies: dict[str, list[tuple[str, str]]] = {}
+    story_of: dict[str, str] = {}
+    members: dict[str, list[tuple[str, str, str]]] = {}  # story -> (article_id, outlet, url)
     if rows:
-        for dup_of, outlet, url in store.query(
-                "SELECT duplicate_of, outlet, url FROM core.articles WHERE duplicate_of IN "
-                "(SELECT unnest(?::VARCHAR[])) ORDER BY outlet", [[r[0] for r in rows]])[1]:
-            copies.setdefault(dup_of, []).append((outlet or "", url))
+        ids = [r[0] for r in rows]
+        story_of = dict(store.query("SELECT article_id, story_id FROM core.story_members WHERE article_id IN "
+                                    "(SELECT unnest(?::VARCHAR[]))", [ids])[1])
+        stories = sorted({story_of.get(a, a) for a in ids})
+        for sid, aid, outlet, url in store.query("""
+                SELECT coalesce(m.story_id, coalesce(a.duplicate_of, a.article_id)), a.article_id, a.outlet, a.url
+                FROM core.articles a
+                LEFT JOIN core.story_members m ON m.article_id = coalesce(a.duplicate_of, a.article_id)
+                WHERE coalesce(m.story_id, coalesce(a.duplicate_of, a.article_id)) IN (SELECT unnest(?::VARCHAR[]))
+                ORDER BY a.outlet, a.url""", [stories])[1]:
+            members.setdefault(sid, []).append((aid, outlet or "", url))
+    best: dict[str, tuple] = {}  # one entry per story: its best-scoring flagged article
+    for row in rows:
+        sid = story_of.get(row[0], row[0])
+        if sid not in best or row[5] > best[sid][5]:
+            best[sid] = row
     items = []
-    for aid, title, url, outlet, published, score, passage, terms in rows:
+    for sid, (aid, title, url, outlet, published, score, passage, terms) in best.items():
         others: dict[str, str] = {}  # other outlets only: a re-post by the same outlet is no news
-        for o, u in copies.get(aid, ()):
-            if o != (outlet or "") and o not in others:
+        for other_id, o, u in members.get(sid, ()):
+            if other_id != aid and o != (outlet or "") and o not in others:
                 others[o] = u
         shown: dict[str, str] = {}  # a few distinct terms are an explanation; thirty are noise
         for term in terms or ():
             shown.setdefault(term.casefold().rstrip("s"), term)
-        items.append(DigestItem(aid, title or url, url, outlet or "", published, float(score),
+        items.append(DigestItem(sid, title or url, url, outlet or "", published, float(score),
                                 excerpt(passage or "", title or ""), tuple(shown.values())[:6],
                                 tuple(others.items())))
     return items

@@ -12,16 +12,19 @@ same function with each stage wrapped as a task, so there is one definition of t
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
+from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 
 from .config import Config
+from .dates import choose_published, declared_date
 from .embed import get_embedder, model_id as embedder_model_id
 from .errors import AiwatchError, FeedError, FetchError
 from .extract import extract_article, strip_leading_title
@@ -29,7 +32,7 @@ from .feeds import FEED_ACCEPT, parse_feed
 from .http import HttpClient
 from .progress import track
 from .robots import RobotsPolicy
-from .records import Article, Failure, FeedEntry, FeedOutcome, Match, Passage, RunStats
+from .records import Article, Failure, FeedEntry, FeedOutcome, Match, Passage, RunStats, StoredPage
 from .score import ThemeVectors, score_article, theme_texts
 from .store import Store, write_lock
 from .text import content_hash, passages, text_hash
@@ -228,53 +231,143 @@ def _outlet(config: Config, entry: FeedEntry, feed_titles: dict[str, str | None]
     return feed_titles.get(entry.feed_url) or site_of(entry.link or entry.feed_url)
 
 
+@dataclass(frozen=True)
+class PageText:
+    """What a fetched page contributes to an article."""
+
+    text: str | None  # None: keep the feed's text
+    title: str | None
+    author: str | None
+    language: str | None
+    date: datetime | None
+    error: str | None  # why the page's text was not used
+    extraction_failed: bool
+    extractor: str | None
+    notes: tuple[str, ...]
+    canonical: str | None  # the page's rel=canonical, when it points to the same site
+
+
+_CANONICAL = re.compile(rb"""<link\b[^>]*\brel\s*=\s*["']?canonical["']?[^>]*>""", re.IGNORECASE)
+_HREF = re.compile(rb"""\bhref\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
+
+
+def same_site_canonical(html: bytes, page_url: str) -> str | None:
+    """The page's ``<link rel="canonical">``, canonicalised, when it stays on the page's site."""
+    head = html[:200_000]
+    for tag in _CANONICAL.findall(head):
+        m = _HREF.search(tag)
+        if not m:
+            continue
+        target = urljoin(page_url, m.group(1).decode("utf-8", "replace").strip())
+        if urlsplit(target).scheme in ("http", "https") and site_of(target) == site_of(page_url):
+            return canonical_url(target)
+    return None
+
+
+def page_text(config: Config, fetched, entry_title: str, feed_text: str) -> PageText:
+    """Extract a fetched page and decide whether its text beats the feed's."""
+    extracted = extract_article(fetched)
+    canonical = same_site_canonical(fetched.content, fetched.url)
+    declared = declared_date(fetched.content)
+    if extracted is None:
+        return PageText(None, None, None, None, declared, "no text could be extracted from the page", True,
+                        None, (), canonical)
+    text = strip_leading_title(extracted.text, entry_title)
+    extractor = getattr(extracted, "extractor", "trafilatura")
+    notes = tuple(getattr(extracted, "rejected", ()))
+    if len(text) >= config["extract.min_chars"] or len(text) > len(feed_text):
+        return PageText(text, extracted.title, extracted.author, extracted.language, declared or extracted.date,
+                        None, False, extractor, notes, canonical)
+    return PageText(None, extracted.title, extracted.author, extracted.language, declared or extracted.date,
+                    f"page text too short ({len(text)} chars), used the feed's content", False, extractor,
+                    notes + (f"{extractor}: {len(text)} chars, shorter than the feed's text",), canonical)
+
+
 def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str,
                   now: datetime, robots: RobotsPolicy | None = None) -> tuple[Article, list[str], Failure | None]:
     """Fetch and extract one entry's page, falling back to the feed's own text.
 
-    Returns the article, the extra URLs it was reached under, and a failure to record (or None).
+    Returns the article, the other URLs it was reached under (the feed's link, the URL after
+    redirects, its same-site rel=canonical), and a failure to record (or None).
     """
     feed_text = entry.content if len(entry.content) > len(entry.summary) else entry.summary
     url = entry.link or _entry_url(entry)
-    text, source, title, author, language, page_error, failure = feed_text, "feed", entry.title, entry.author, \
-        None, None, None
+    canonical = _entry_url(entry)
     aliases: list[str] = []
-    page_date = None
+    page: PageText | None = None
+    stored: StoredPage | None = None
+    page_error = failure = None
     if client is not None and entry.link and robots is not None and not robots.allowed(entry.link):
         page_error = "disallowed by robots.txt, used the feed's content"
     elif client is not None and entry.link:
         try:
             fetched = client.fetch(entry.link)
-            if fetched.url != entry.link:
-                aliases.append(canonical_url(fetched.url))
-            extracted = extract_article(fetched)
-            if extracted is None:
-                page_error = "no text could be extracted from the page"
-                failure = Failure("extract", entry.link, page_error, entry.feed_url)
-            else:
-                page_date = extracted.date
-                language = extracted.language
-                author = author or extracted.author
-                title = title or extracted.title or title
-                page_text = strip_leading_title(extracted.text, entry.title)
-                if len(page_text) >= config["extract.min_chars"] or len(page_text) > len(feed_text):
-                    text, source = page_text, "page"
-                else:
-                    page_error = f"page text too short ({len(page_text)} chars), used the feed's content"
+            stored = StoredPage(fetched.url, fetched.content_type, fetched.content)
+            page = page_text(config, fetched, entry.title, feed_text)
+            page_error = page.error
+            if page.extraction_failed:
+                failure = Failure("extract", entry.link, page.error, entry.feed_url)
+            final = canonical_url(fetched.url)
+            if page.canonical and page.canonical != canonical:
+                aliases.append(canonical)
+                canonical = page.canonical  # one id for the article, whichever URL reached it
+            if final != canonical:
+                aliases.append(final)
         except FetchError as exc:
             page_error = exc.reason
             failure = Failure("article", entry.link, exc.reason, entry.feed_url)
         except AiwatchError as exc:  # pragma: no cover - defensive: bad input from the page
             page_error = str(exc)
             failure = Failure("article", entry.link, str(exc), entry.feed_url)
-    canonical = _entry_url(entry)
+    use_page = page is not None and page.text is not None
+    text = page.text if use_page else feed_text
+    published, date_source, date_flags = choose_published(entry.published, page.date if page else None, now)
     article = Article(
         article_id=url_key(canonical), url=url, canonical_url=canonical, feed_url=entry.feed_url,
-        entry_id=entry.entry_id, title=title or "(untitled)", text=text, text_source=source, author=author,
-        published_at=entry.published or page_date, fetched_at=now, language=language,
+        entry_id=entry.entry_id, title=entry.title or (page.title if page else None) or "(untitled)", text=text,
+        text_source="page" if use_page else "feed", author=entry.author or (page.author if page else None),
+        published_at=published, fetched_at=now, language=page.language if page else None,
         content_hash=content_hash(text) if text else "", outlet=outlet, page_error=page_error,
+        date_source=date_source, date_flags=date_flags,
+        extractor=(page.extractor if use_page else "feed"), extraction_notes=page.notes if page else (),
+        page=stored,
     )
     return article, aliases, failure
+
+
+def reextract(config: Config, since: datetime | None = None, now: datetime | None = None) -> tuple[int, int]:
+    """Extract the stored raw pages again (after an upgrade or a settings change), without
+    fetching. Changed texts replace the old ones; their passages are embedded and scored anew.
+    Returns (pages checked, articles changed)."""
+    from .http import Fetched
+    now = now or utcnow()
+    run_id = "reextract-" + now.strftime("%Y%m%dT%H%M%SZ")
+    checked, rows, psg = 0, [], []
+    with open_store(config) as store:
+        for aid, url, ctype, html in store.stored_pages(since):
+            checked += 1
+            row = store.article_for_update(aid)
+            if row is None:
+                continue
+            (a_url, canon, feed_url, entry_id, title, text, source, author, published, fetched_at, language,
+             outlet, page_error, date_source, date_flags) = row
+            page = page_text(config, Fetched(url, url, 200, {"content-type": ctype}, html), title or "", "")
+            if page.text is None or page.text == text:
+                continue
+            article = Article(aid, a_url, canon, feed_url, entry_id, title, page.text, "page", author, published,
+                              fetched_at, page.language or language, content_hash(page.text), outlet, None,
+                              date_source, tuple(date_flags or ()), page.extractor, page.notes)
+            rows.append((article, None, ()))
+            for no, ptext in enumerate(passages(title, page.text, max_words=config["embed.chunk_words"],
+                                                max_passages=config["embed.max_chunks"])):
+                psg.append(Passage(aid, no, ptext, text_hash(ptext)))
+        if rows:
+            store.save_articles(rows, psg, run_id)
+    if rows:
+        embed_passages(config, run_id, now)
+        score_articles(config, run_id, now)
+    log.info("reextract: %d stored pages checked, %d articles changed", checked, len(rows))
+    return checked, len(rows)
 
 
 def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
@@ -386,6 +479,52 @@ def embed_passages(config: Config, run_id: str, now: datetime | None = None, fan
     return done
 
 
+_WORDS = re.compile(r"\w+")
+
+
+def title_overlap(a: str, b: str) -> float:
+    """Jaccard overlap of two headlines' words."""
+    x, y = set(_WORDS.findall(a.casefold())), set(_WORDS.findall(b.casefold()))
+    return len(x & y) / len(x | y) if x and y else 0.0
+
+
+def group_stories(config: Config, run_id: str, now: datetime | None = None) -> int:
+    """Put each new article into a story: the story whose first article it is most like, within
+    ``stories.window_hours`` of it, or a story of its own.
+
+    Articles are compared with a story's *first* article only, never with its later members,
+    so distinct events cannot chain into one story; and only with stories of the same time
+    window, so the cost grows with the articles of a few days, not with the whole archive.
+    Returns how many articles were placed.
+    """
+    window = timedelta(hours=config["stories.window_hours"])
+    threshold = config["stories.threshold"]
+    model = embedder_model_id()
+    with open_store(config) as store:
+        todo = store.ungrouped_articles(model)
+        if not todo:
+            return 0
+        seeds = store.story_seeds(todo[0][2] - window, todo[-1][2] + window, model)
+        placed = []
+        for aid, title, when, vec in todo:
+            best, best_sim = None, threshold
+            for sid, s_title, s_when, s_vec in seeds:
+                if abs(when - s_when) > window:
+                    continue
+                sim = float(vec @ s_vec) + 0.25 * title_overlap(title, s_title)
+                if sim >= best_sim:
+                    best, best_sim = sid, sim
+            if best is None:
+                seeds.append((aid, title, when, vec))
+                placed.append((aid, aid, 1.0))
+            else:
+                placed.append((aid, best, round(best_sim, 4)))
+        store.save_story_members(placed)
+    joined = sum(1 for a, s, _ in placed if a != s)
+    log.info("stories: %d articles placed, %d joined an existing story", len(placed), joined)
+    return len(placed)
+
+
 def _theme_vectors(store: Store, embedder, themes, now) -> list[ThemeVectors]:
     texts = sorted({t for th in themes for t in theme_texts(th)})
     hashes = {t: text_hash(t) for t in texts}
@@ -490,6 +629,7 @@ def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest:
         arts = stage(fetch_articles)(config, run_id, feeds.new_entries, clock())
         stats = replace(stats, articles_new=arts.stored, articles_failed=len(arts.failures))
         stats = replace(stats, passages_embedded=stage(embed_passages)(config, run_id, clock()))
+        stage(group_stories)(config, run_id, clock())
         scores = stage(score_articles)(config, run_id, clock())
         stats = replace(stats, articles_scored=scores.scored, flagged=scores.flagged)
     except Exception as exc:

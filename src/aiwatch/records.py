@@ -59,6 +59,18 @@ class Article:
     content_hash: str
     outlet: str
     page_error: str | None = None  # why the page text was not used, when it was not
+    date_source: str | None = None  # feed | page | first_seen (see aiwatch.dates)
+    date_flags: tuple[str, ...] = ()
+    extractor: str | None = None  # what produced the text: an extractor's name, or "feed"
+    extraction_notes: tuple[str, ...] = ()  # why earlier extractors were rejected
+    page: "StoredPage | None" = None  # the raw page, kept compressed for re-extraction
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    url: str
+    content_type: str
+    html: bytes
 
 
 @dataclass(frozen=True)

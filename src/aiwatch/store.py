@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -351,19 +352,27 @@ class Store:
                     con.execute("""
                         INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
                             text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
-                            outlet, page_error, run_id)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
+                            outlet, page_error, run_id, date_source, date_flags, extractor, extraction_notes)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
                         art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
                         art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
-                        art.content_hash, duplicate_of, art.outlet, art.page_error, run_id])
+                        art.content_hash, duplicate_of, art.outlet, art.page_error, run_id, art.date_source,
+                        list(art.date_flags), art.extractor, list(art.extraction_notes)])
                 elif changed:
                     con.execute("""
                         UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
                             published_at = coalesce(published_at, ?), language = ?, content_hash = ?,
-                            page_error = ?, updated_at = ?
+                            page_error = ?, updated_at = ?, extractor = ?, extraction_notes = ?
                         WHERE article_id = ?""", [
                         art.title, art.text, art.text_source, art.author, art.published_at, art.language,
-                        art.content_hash, art.page_error, art.fetched_at, art.article_id])
+                        art.content_hash, art.page_error, art.fetched_at, art.extractor,
+                        list(art.extraction_notes), art.article_id])
+                if art.page is not None:
+                    con.execute("""INSERT INTO core.pages VALUES (?, ?, ?, ?, ?)
+                                   ON CONFLICT DO UPDATE SET url = excluded.url, content_type = excluded.content_type,
+                                       fetched_at = excluded.fetched_at, html_zlib = excluded.html_zlib""",
+                                [art.article_id, art.page.url, art.page.content_type, art.fetched_at,
+                                 zlib.compress(art.page.html, 6)])
                     con.execute("DELETE FROM core.passages WHERE article_id = ?", [art.article_id])
                     con.execute("DELETE FROM core.scores WHERE article_id = ?", [art.article_id])
                 if old is None or changed:
@@ -508,6 +517,51 @@ class Store:
         pos = [np.asarray(v, dtype=np.float32) for ok, v in rows if ok]
         neg = [np.asarray(v, dtype=np.float32) for ok, v in rows if not ok]
         return pos, neg
+
+    def stored_pages(self, since: datetime | None = None) -> Iterator[tuple[str, str, str, bytes]]:
+        """(article_id, url, content_type, html) of the stored raw pages, fetched since ``since``."""
+        sql = "SELECT article_id, url, content_type, html_zlib FROM core.pages"
+        params = []
+        if since is not None:
+            sql += " WHERE fetched_at >= ?"
+            params.append(since)
+        for aid, url, ctype, blob in self.con.execute(sql + " ORDER BY article_id", params).fetchall():
+            yield aid, url, ctype or "", zlib.decompress(blob)
+
+    def article_for_update(self, article_id: str) -> tuple | None:
+        return self.con.execute("""SELECT url, canonical_url, feed_url, entry_id, title, text, text_source, author,
+                                          published_at, fetched_at, language, outlet, page_error, date_source,
+                                          date_flags FROM core.articles WHERE article_id = ?""",
+                                [article_id]).fetchone()
+
+    def ungrouped_articles(self, model: str) -> list[tuple[str, str, datetime, np.ndarray]]:
+        """Originals not yet in a story, with their title + lead vector, oldest first."""
+        rows = self.con.execute("""
+            SELECT a.article_id, a.title, coalesce(a.published_at, a.fetched_at) AS t, e.vector
+            FROM core.articles a
+            JOIN core.passages p ON p.article_id = a.article_id AND p.passage_no = 0
+            JOIN core.embeddings e ON e.text_hash = p.text_hash AND e.model = ?
+            WHERE a.duplicate_of IS NULL
+              AND NOT EXISTS (SELECT 1 FROM core.story_members m WHERE m.article_id = a.article_id)
+            ORDER BY t, a.article_id""", [model]).fetchall()
+        return [(r[0], r[1] or "", r[2], np.asarray(r[3], dtype=np.float32)) for r in rows]
+
+    def story_seeds(self, start: datetime, end: datetime, model: str) -> list[tuple[str, str, datetime, np.ndarray]]:
+        """The first articles of stories that began between ``start`` and ``end``."""
+        rows = self.con.execute("""
+            SELECT a.article_id, a.title, coalesce(a.published_at, a.fetched_at) AS t, e.vector
+            FROM core.story_members m
+            JOIN core.articles a ON a.article_id = m.article_id AND m.story_id = m.article_id
+            JOIN core.passages p ON p.article_id = a.article_id AND p.passage_no = 0
+            JOIN core.embeddings e ON e.text_hash = p.text_hash AND e.model = ?
+            WHERE coalesce(a.published_at, a.fetched_at) BETWEEN ? AND ?""", [model, start, end]).fetchall()
+        return [(r[0], r[1] or "", r[2], np.asarray(r[3], dtype=np.float32)) for r in rows]
+
+    def save_story_members(self, rows: Sequence[tuple[str, str, float]]) -> None:
+        if rows:
+            with self.transaction() as con:
+                con.executemany("INSERT INTO core.story_members VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                                [list(r) for r in rows])
 
     def clear_scores(self, theme: Theme, since: datetime | None = None) -> int:
         """Forget the scores of ``theme``'s current version (for articles fetched since), so the
