@@ -9,6 +9,7 @@ CREATE TABLE core.pages (
     html_zlib     BLOB NOT NULL
 );
 
+ALTER TABLE core.articles ADD COLUMN site_name VARCHAR;       -- the page's own name for its site
 ALTER TABLE core.articles ADD COLUMN date_source VARCHAR;     -- feed | page | first_seen
 ALTER TABLE core.articles ADD COLUMN date_flags VARCHAR[];     -- e.g. future_page_date, dates_disagree
 ALTER TABLE core.articles ADD COLUMN extractor VARCHAR;        -- what produced the stored text
@@ -24,7 +25,7 @@ CREATE TABLE core.story_members (
 CREATE OR REPLACE VIEW articles AS
 SELECT article_id, url, canonical_url, feed_url, title, text, text_source, author,
        published_at, fetched_at, language, outlet, duplicate_of, run_id, updated_at,
-       date_source, date_flags, extractor, extraction_notes
+       date_source, date_flags, extractor, extraction_notes, site_name
 FROM core.articles;
 
 CREATE OR REPLACE VIEW stories AS

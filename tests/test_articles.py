@@ -31,8 +31,8 @@ LATER_BAN = ("Netherlands widens chip tool licences to older lithography machine
              "deep-ultraviolet lithography machines bound for Chinese chip factories.")
 
 
-def html_page(title: str, body: str, extra_head: str = "") -> bytes:
-    paragraphs = "".join(f"<p>{body} {i}</p>" for i in range(3))
+def html_page(title: str, body: str, extra_head: str = "", repeat: int = 3) -> bytes:
+    paragraphs = "".join(f"<p>{body} {i}</p>" for i in range(repeat)) if repeat > 1 else f"<p>{body}</p>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>{extra_head}"
             f"</head><body><nav><a href='/'>Home</a></nav><article><h1>{title}</h1>{paragraphs}</article>"
             f"<footer>Footer text</footer></body></html>").encode()
@@ -121,3 +121,37 @@ def test_reextract_works_from_stored_pages(route_server, tmp_path, embedder, cap
     with Store.open(config.database, read_only=True) as store:
         text, updated = store.query("SELECT text, updated_at FROM articles")[1][0]
     assert "lithography" in text and updated is not None
+
+
+WIRE = ("Officials in Seoul said on Wednesday that makers of high-bandwidth memory will need a licence "
+        "before shipping their most advanced stacks to customers in China. The rule also covers several "
+        "kinds of etching and deposition equipment used to make logic chips. Companies that already hold "
+        "contracts will have ninety days to apply, the trade ministry said, adding that decisions would "
+        "normally come within a month. Analysts said the move brings Korean practice closer to the rules "
+        "that Washington and Tokyo adopted over the past two years, and that the largest memory makers "
+        "had prepared for it by moving some packaging work to plants outside the country. Shares of the "
+        "two biggest memory producers fell slightly in morning trading before recovering by the close.")
+
+
+def test_wire_copies_with_small_edits_are_linked_to_the_earliest(route_server, tmp_path, embedder):
+    from aiwatch.dedup import shingles, signature, similarity
+    copy = "SEOUL (Wire) - " + WIRE + " The ministry did not say how many licences it expects to issue."
+    exact = len(shingles(WIRE) & shingles(copy)) / len(shingles(WIRE) | shingles(copy))
+    assert exact >= 0.8 and similarity(signature(WIRE), signature(copy)) >= 0.8
+    day = NOW - timedelta(days=1)
+    route_server.add("/a.html", Response(200, html_page("Korea adds licence rule for memory exports", WIRE,
+                                                        repeat=1)))
+    route_server.add("/b.html", Response(200, html_page("Seoul tightens memory chip export rules", copy, repeat=1)))
+    a = [{"title": "Korea adds licence rule for memory exports", "link": route_server.url("/a.html"), "guid": "a",
+          "pubDate": day.strftime("%a, %d %b %Y %H:%M:%S GMT"), "description": "A."}]
+    b = [{"title": "Seoul tightens memory chip export rules", "link": route_server.url("/b.html"), "guid": "b",
+          "pubDate": (day + timedelta(hours=2)).strftime("%a, %d %b %Y %H:%M:%S GMT"), "description": "B."}]
+    feeds = [{"url": route_server.add("/fa.xml", Response(200, rss(a))), "name": "Outlet A"},
+             {"url": route_server.add("/fb.xml", Response(200, rss(b))), "name": "Outlet B"}]
+    config = local_config(tmp_path / "db.duckdb", feeds)
+    run_pipeline(config)
+    with Store.open(config.database, read_only=True) as store:
+        rows = dict(store.query("SELECT outlet, duplicate_of IS NOT NULL FROM articles")[1])
+        stories = store.query("SELECT n_articles, outlets FROM stories")[1]
+    assert rows == {"Outlet A": False, "Outlet B": True}
+    assert stories == [(2, ["Outlet A", "Outlet B"])]

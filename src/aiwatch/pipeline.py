@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import Config
 from .dates import choose_published, declared_date
+from .dedup import THRESHOLD as NEAR_DUPLICATE, band_keys, signature, similarity
 from .embed import get_embedder, model_id as embedder_model_id
 from .errors import AiwatchError, FeedError, FetchError
 from .extract import extract_article, strip_leading_title
@@ -245,6 +246,7 @@ class PageText:
     extractor: str | None
     notes: tuple[str, ...]
     canonical: str | None  # the page's rel=canonical, when it points to the same site
+    site_name: str | None = None
 
 
 _CANONICAL = re.compile(rb"""<link\b[^>]*\brel\s*=\s*["']?canonical["']?[^>]*>""", re.IGNORECASE)
@@ -277,10 +279,11 @@ def page_text(config: Config, fetched, entry_title: str, feed_text: str) -> Page
     notes = tuple(getattr(extracted, "rejected", ()))
     if len(text) >= config["extract.min_chars"] or len(text) > len(feed_text):
         return PageText(text, extracted.title, extracted.author, extracted.language, declared or extracted.date,
-                        None, False, extractor, notes, canonical)
+                        None, False, extractor, notes, canonical, extracted.sitename)
     return PageText(None, extracted.title, extracted.author, extracted.language, declared or extracted.date,
                     f"page text too short ({len(text)} chars), used the feed's content", False, extractor,
-                    notes + (f"{extractor}: {len(text)} chars, shorter than the feed's text",), canonical)
+                    notes + (f"{extractor}: {len(text)} chars, shorter than the feed's text",), canonical,
+                    extracted.sitename)
 
 
 def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str,
@@ -330,7 +333,7 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
         content_hash=content_hash(text) if text else "", outlet=outlet, page_error=page_error,
         date_source=date_source, date_flags=date_flags,
         extractor=(page.extractor if use_page else "feed"), extraction_notes=page.notes if page else (),
-        page=stored,
+        page=stored, site_name=page.site_name if page else None,
     )
     return article, aliases, failure
 
@@ -399,7 +402,8 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
             with open_store(config) as store:
                 known = store.known_urls([c for a, al in built for c in al])
                 firsts = store.first_copy_of([a.content_hash for a, _ in built if a.content_hash])
-                rows, psg = [], []
+                rows, psg, minhash_rows = [], [], []
+                batch_sigs: list[tuple[str, np.ndarray]] = []
                 # earliest copy first, so within a batch a reprint links to the original
                 for article, aliases in sorted(built, key=lambda b: (b[0].published_at or now, b[0].url)):
                     if any(known.get(al) not in (None, article.article_id) for al in aliases):
@@ -409,11 +413,19 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                                                   hashes.get((article.feed_url, article.entry_id)))])
                         continue
                     dup_of = firsts.get(article.content_hash) if article.content_hash else None
+                    sig = signature(article.text) if article.text else None
+                    keys = band_keys(sig) if sig is not None else []
+                    if dup_of is None and sig is not None:  # not an exact copy: a near one?
+                        dup_of = store.near_duplicate_of(sig, keys, NEAR_DUPLICATE) or next(
+                            (aid for aid, other in batch_sigs if similarity(sig, other) >= NEAR_DUPLICATE), None)
                     if dup_of == article.article_id:
                         dup_of = None
                     if dup_of is None:
                         if article.content_hash:
                             firsts[article.content_hash] = article.article_id
+                        if sig is not None:
+                            batch_sigs.append((article.article_id, sig))
+                            minhash_rows.append((article.article_id, sig, keys))
                     else:
                         duplicates += 1
                     rows.append((article, dup_of, aliases))
@@ -422,6 +434,7 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                                                         max_passages=config["embed.max_chunks"])):
                         psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
                 store.save_articles(rows, psg, run_id, hashes)
+                store.save_minhash(minhash_rows)
                 store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
                 stored += len(rows)
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures",

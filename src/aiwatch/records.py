@@ -64,6 +64,7 @@ class Article:
     extractor: str | None = None  # what produced the text: an extractor's name, or "feed"
     extraction_notes: tuple[str, ...] = ()  # why earlier extractors were rejected
     page: "StoredPage | None" = None  # the raw page, kept compressed for re-extraction
+    site_name: str | None = None
 
 
 @dataclass(frozen=True)

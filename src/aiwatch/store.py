@@ -319,6 +319,28 @@ class Store:
             "WHERE canonical_url IN (SELECT unnest(?::VARCHAR[]))", [list(set(canonical_urls))]).fetchall()
         return dict(rows)
 
+    def near_duplicate_of(self, sig: np.ndarray, keys: list[str], threshold: float) -> str | None:
+        """The earliest stored original whose MinHash signature is within ``threshold``."""
+        from .dedup import similarity
+        rows = self.con.execute("""
+            SELECT DISTINCT h.article_id, h.signature, coalesce(a.published_at, a.fetched_at) AS t
+            FROM core.minhash_bands b JOIN core.minhash h USING (article_id)
+            JOIN core.articles a USING (article_id)
+            WHERE b.bucket IN (SELECT unnest(?::VARCHAR[])) AND a.duplicate_of IS NULL
+            ORDER BY t, h.article_id""", [keys]).fetchall()
+        for aid, other, _ in rows:
+            if similarity(sig, np.asarray(other, dtype=np.int64)) >= threshold:
+                return aid
+        return None
+
+    def save_minhash(self, rows: Sequence[tuple[str, np.ndarray, list[str]]]) -> None:
+        if rows:
+            with self.transaction() as con:
+                con.executemany("INSERT INTO core.minhash VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                [[aid, sig.tolist()] for aid, sig, _ in rows])
+                con.executemany("INSERT INTO core.minhash_bands VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                [[k, aid] for aid, _, keys in rows for k in keys])
+
     def first_copy_of(self, content_hashes: Sequence[str]) -> dict[str, str]:
         """For each content hash already stored, the article_id of its earliest copy."""
         if not content_hashes:
@@ -352,12 +374,13 @@ class Store:
                     con.execute("""
                         INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
                             text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
-                            outlet, page_error, run_id, date_source, date_flags, extractor, extraction_notes)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
+                            outlet, page_error, run_id, date_source, date_flags, extractor, extraction_notes,
+                            site_name)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
                         art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
                         art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
                         art.content_hash, duplicate_of, art.outlet, art.page_error, run_id, art.date_source,
-                        list(art.date_flags), art.extractor, list(art.extraction_notes)])
+                        list(art.date_flags), art.extractor, list(art.extraction_notes), art.site_name])
                 elif changed:
                     con.execute("""
                         UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
@@ -661,6 +684,8 @@ class Store:
                                                   "(SELECT article_id FROM core.articles WHERE fetched_at < ?)",
                                                   [cutoff]).fetchone()[0]
             old = "(SELECT article_id FROM core.articles WHERE fetched_at < $cutoff)"
+            for table in ("minhash", "minhash_bands", "story_members"):
+                con.execute(f"DELETE FROM core.{table} WHERE article_id IN {old}", {"cutoff": cutoff})
             counts["scores"] = con.execute(f"DELETE FROM core.scores WHERE article_id IN {old}",
                                            {"cutoff": cutoff}).fetchone()[0]
             counts["passages"] = con.execute(f"DELETE FROM core.passages WHERE article_id IN {old}",
