@@ -80,3 +80,14 @@ def demo_run(tmp_path_factory, corpus_server, embedder):
         "config": config, "first": first, "second": second, "counts_after_first": counts_after_first,
         "second_requests": second_requests, "manifest": manifest(), "base": corpus_server.base_url,
     }
+
+
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """A private copy of the demo database, with a config file pointing at it: (config, db)."""
+    import shutil
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(demo_run["config"].database, db)
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{db}"\n')
+    return cfg, db

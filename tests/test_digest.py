@@ -24,9 +24,8 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture
-def db(demo_run, tmp_path):
-    path = tmp_path / "digest.duckdb"
-    shutil.copy(demo_run["config"].database, path)
+def db(demo_copy):
+    path = demo_copy[1]
     with Store.open(path) as store:  # forget what the demo runs' digests listed
         store.con.execute("DELETE FROM core.digest_items; DELETE FROM core.digests; DELETE FROM core.deliveries")
     return path

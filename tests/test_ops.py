@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -189,15 +188,6 @@ def test_edited_migration_is_refused(tmp_path):
     (folder / name).write_text(sql + "\n-- an edit\n")
     with pytest.raises(MigrationError, match="edited after it was applied"):
         Store.open(tmp_path / "db.duckdb", migrations=folder)
-
-
-@pytest.fixture
-def demo_copy(demo_run, tmp_path):
-    db = tmp_path / "copy.duckdb"
-    shutil.copy(demo_run["config"].database, db)
-    cfg = tmp_path / "aiwatch.toml"
-    cfg.write_text(f'[storage]\ndatabase = "{db}"\n')
-    return cfg, db
 
 
 def test_query_formats_and_errors(demo_copy, capsys):

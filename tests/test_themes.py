@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -92,17 +91,8 @@ def test_must_have_and_must_not_terms(embedder):
     assert r.score == pytest.approx(r.semantic * 0.5) and "chatbot" in r.terms
 
 
-@pytest.fixture
-def stored(demo_run, tmp_path):
-    db = tmp_path / "themes.duckdb"
-    shutil.copy(demo_run["config"].database, db)
-    cfg = tmp_path / "aiwatch.toml"
-    cfg.write_text(f'[storage]\ndatabase = "{db}"\n')
-    return cfg, db
-
-
-def test_theme_edit_changes_version_and_rescore_updates_matches(stored, embedder, capsys):
-    cfg, db = stored
+def test_theme_edit_changes_version_and_rescore_updates_matches(demo_copy, embedder, capsys):
+    cfg, db = demo_copy
     assert main(["themes", "calibrate", "--labels", str(ROOT / "tests" / "data" / "challenge"),
                  "--precision", "llm_pricing=0.99", "--config", str(cfg)]) == 0
     config = load_config(cfg)
@@ -123,8 +113,8 @@ def test_theme_edit_changes_version_and_rescore_updates_matches(stored, embedder
     assert versions <= {llm.version} and after <= before
 
 
-def test_new_theme_backfills_over_stored_articles(stored, embedder, capsys, tmp_path):
-    cfg, db = stored
+def test_new_theme_backfills_over_stored_articles(demo_copy, embedder, capsys, tmp_path):
+    cfg, db = demo_copy
     example = tmp_path / "example.txt"
     example.write_text("Memory makers told to halt HBM shipments to China\n"
                        "Regulators ordered memory makers to stop shipping high-bandwidth memory stacks to Chinese "
@@ -140,8 +130,8 @@ def test_new_theme_backfills_over_stored_articles(stored, embedder, capsys, tmp_
     assert any("HBM" in t for t in flagged)
 
 
-def test_feedback_no_stops_an_article_being_flagged(stored, embedder, capsys):
-    cfg, db = stored
+def test_feedback_no_stops_an_article_being_flagged(demo_copy, embedder, capsys):
+    cfg, db = demo_copy
     with Store.open(db, read_only=True) as store:
         url, title = store.query("SELECT url, title FROM matches WHERE theme = 'chip_sanctions' "
                                  "ORDER BY score DESC LIMIT 1")[1][0]
@@ -156,8 +146,8 @@ def test_feedback_no_stops_an_article_being_flagged(stored, embedder, capsys):
     assert "no stored article" in capsys.readouterr().err
 
 
-def test_themes_eval_prints_three_systems(stored, embedder, capsys):
-    cfg, _ = stored
+def test_themes_eval_prints_three_systems(demo_copy, embedder, capsys):
+    cfg, _ = demo_copy
     assert main(["themes", "eval", "--labels", str(ROOT / "tests" / "data" / "challenge"),
                  "--config", str(cfg)]) == 0
     out = capsys.readouterr().out

@@ -426,7 +426,7 @@ def _feedback_items(config):
 
 
 def _themes_add(args, config) -> int:
-    from .config import theme_toml
+    from .config import theme_toml, write_out_themes
     from .propose import propose_theme
     if bool(args.from_file) == bool(args.from_url):
         raise ConfigError("themes add", "give exactly one of --from-file FILE or --from-url URL")
@@ -463,10 +463,8 @@ def _themes_add(args, config) -> int:
     path = config.path or Path(DEFAULT_CONFIG_NAME)
     if not path.exists():
         path.write_text(config_template(), "utf-8")
-    elif "themes" not in __import__("tomllib").loads(path.read_text("utf-8")):
-        # the file uses the default themes: write them out so adding one does not drop them
-        path.write_text(path.read_text("utf-8").rstrip("\n") + "\n\n" + "\n".join(
-            line for t in config.themes for line in theme_toml(t)), "utf-8")
+    else:
+        write_out_themes(path, config.themes, "The themes in use, written out when a theme was added.")
     path.write_text(path.read_text("utf-8").rstrip("\n") + "\n" + block + "\n", "utf-8")
     print(block.strip())
     print(f"\nadded theme {args.name!r} to {path}; the next run scores every stored article against it")

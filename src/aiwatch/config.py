@@ -385,17 +385,25 @@ def theme_toml(theme: Theme) -> list[str]:
     ]
 
 
+def write_out_themes(path: Path, themes: tuple[Theme, ...], note: str) -> bool:
+    """Append [[themes]] tables to a config file that has none (so it uses the defaults), so
+    that editing or adding one theme never silently drops the others. Returns whether it wrote."""
+    text = path.read_text("utf-8") if path.exists() else ""
+    if text and "themes" in tomllib.loads(text):
+        return False
+    blocks = [line for t in themes for line in theme_toml(t)]
+    path.write_text(text.rstrip("\n") + f"\n\n# {note}\n" + "\n".join(blocks) + "\n", "utf-8")
+    return True
+
+
 def set_theme_thresholds(path: Path, themes: tuple[Theme, ...], thresholds: dict[str, float]) -> None:
     """Write new thresholds into the config file. A file without [[themes]] (so using the
     defaults) gets the themes written out with the new thresholds."""
-    text = path.read_text("utf-8") if path.exists() else ""
-    doc = tomllib.loads(text) if text else {}
-    if "themes" not in doc:
-        from dataclasses import replace as _replace
-        blocks = [line for t in themes for line in theme_toml(_replace(t, threshold=thresholds.get(t.name, t.threshold)))]
-        path.write_text(text.rstrip("\n") + "\n\n# Themes written out by `aiwatch themes calibrate`.\n"
-                        + "\n".join(blocks) + "\n", "utf-8")
+    from dataclasses import replace
+    recalibrated = tuple(replace(t, threshold=thresholds.get(t.name, t.threshold)) for t in themes)
+    if write_out_themes(path, recalibrated, "Themes written out by `aiwatch themes calibrate`."):
         return
+    text = path.read_text("utf-8")
     lines = text.splitlines()
     current, in_theme = None, False
     for i, line in enumerate(lines):

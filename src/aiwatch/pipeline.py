@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -275,8 +276,7 @@ def page_text(config: Config, fetched, entry_title: str, feed_text: str) -> Page
         return PageText(None, None, None, None, declared, "no text could be extracted from the page", True,
                         None, (), canonical)
     text = strip_leading_title(extracted.text, entry_title)
-    extractor = getattr(extracted, "extractor", "trafilatura")
-    notes = tuple(getattr(extracted, "rejected", ()))
+    extractor, notes = extracted.extractor, extracted.rejected
     if len(text) >= config["extract.min_chars"] or len(text) > len(feed_text):
         return PageText(text, extracted.title, extracted.author, extracted.language, declared or extracted.date,
                         None, False, extractor, notes, canonical, extracted.sitename)
@@ -383,7 +383,7 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     failures: list[Failure] = []
     stored = duplicates = 0
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
-    with (HttpClient.from_config(config) if fetch_pages else _NullContext()) as client, \
+    with (HttpClient.from_config(config) if fetch_pages else nullcontext()) as client, \
             track("articles", len(entries)) as bar, \
             ThreadPoolExecutor(max_workers=config["fetch.concurrency"]) as pool:
         robots = RobotsPolicy(client) if client is not None and config["fetch.robots"] else None
@@ -440,14 +440,6 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures",
              stored, duplicates, len(failures))
     return ArticlesResult(stored, duplicates, tuple(failures))
-
-
-class _NullContext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
 
 
 FanOut = Callable[[Callable, list[tuple]], Iterator]
