@@ -77,7 +77,9 @@ def test_misleading_future_date_and_tracking_urls_from_two_feeds(route_server, t
 
 
 def test_same_event_is_one_story_distinct_events_stay_apart(route_server, tmp_path, embedder):
-    day = NOW - timedelta(days=1)
+    # Dates relative to the real clock: a date in the future would fall back to first-seen.
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    day = now - timedelta(days=7, hours=12)
     items = [
         {"title": SAME_EVENT_A[0], "link": route_server.url("/a.html"), "guid": "a",
          "pubDate": day.strftime("%a, %d %b %Y %H:%M:%S GMT"), "description": "A."},
@@ -93,10 +95,10 @@ def test_same_event_is_one_story_distinct_events_stay_apart(route_server, tmp_pa
         route_server.add(path, Response(200, html_page(title, body)))
     feeds = [{"url": route_server.add("/feed.xml", Response(200, rss(items))), "name": "Wire"}]
     config = local_config(tmp_path / "db.duckdb", feeds)
-    run_pipeline(config)
+    run_pipeline(config, now=now)
     with Store.open(config.database) as store:
         stories = {h: n for h, n in store.query("SELECT headline, n_articles FROM stories")[1]}
-        data = collect_digest(store, config, NOW + timedelta(days=8), only_new=False)
+        data = collect_digest(store, config, now, only_new=False)
     assert stories[SAME_EVENT_A[0]] == 2
     assert stories[OTHER_BAN[0]] == 1 and stories[LATER_BAN[0]] == 1
     chip = next(t for t in data.themes if t.name == "chip_sanctions")

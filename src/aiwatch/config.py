@@ -93,7 +93,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Contact URL sent in the User-Agent, so site owners can reach you.", _contact),
     Setting("extract.min_chars", int, 300,
             "Extracted text shorter than this falls back to the feed's own content.", _non_negative),
-    Setting("embed.batch_size", int, 32, "Texts per embedding batch.", _positive),
+    Setting("embed.backend", str, "onnx-int8",
+            "How the model runs: torch (sentence-transformers, fp32), onnx (onnxruntime, fp32) or "
+            "onnx-int8 (onnxruntime, int8 weights per channel; the fastest, and as accurate on "
+            "relevance-dev). Vectors of two backends are never mixed: switching needs `aiwatch reembed`.",
+            lambda v: None if v in ("torch", "onnx", "onnx-int8") else "must be 'torch', 'onnx' or 'onnx-int8'"),
+    Setting("embed.cache_dir", str, "",
+            "Folder for the ONNX files made locally from the packaged model on first use (never "
+            "downloaded); empty: $XDG_CACHE_HOME/aiwatch/models, else ~/.cache/aiwatch/models.",
+            optional=True),
+    Setting("embed.threads", int, 0, "Threads the model may use; 0: one per core.", _non_negative),
+    Setting("embed.overlap", bool, True,
+            "Embed each stored batch of articles on a second thread while the next pages are fetched "
+            "and extracted (extraction is Python on one core; the model releases the GIL)."),
+    Setting("embed.batch_size", int, 8,
+            "Texts per embedding batch, after sorting by length (measured fastest for onnx-int8: 8).", _positive),
     Setting("embed.max_chunks", int, 8, "Passages embedded per article (title + lead, then body chunks).", _positive),
     Setting("embed.chunk_words", int, 150,
             "Words per passage; 150 English words stay inside the model's 256-token window.", _positive),

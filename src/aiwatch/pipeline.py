@@ -12,9 +12,13 @@ same function with each stage wrapped as a task, so there is one definition of t
 from __future__ import annotations
 
 import logging
+import queue
 import re
+import resource
 import secrets
-from contextlib import nullcontext
+import threading
+import time
+from contextlib import contextmanager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -27,7 +31,7 @@ import numpy as np
 from .config import Config
 from .dates import choose_published, declared_date
 from .dedup import THRESHOLD as NEAR_DUPLICATE, band_keys, signature, similarity
-from .embed import get_embedder, model_id as embedder_model_id
+from .embed import embedder_for, model_id as embedder_model_id
 from .errors import AiwatchError, FeedError, FetchError
 from .extract import extract_article, strip_leading_title
 from .feeds import FEED_ACCEPT, parse_feed
@@ -44,6 +48,33 @@ log = logging.getLogger(__name__)
 
 Stage = Callable[[Callable], Callable]
 ARTICLE_BATCH = 50
+
+
+class StageClock:
+    """Seconds spent per named part of the work, added up across threads."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    @contextmanager
+    def timed(self, key: str, cpu: bool = False) -> Iterator[None]:
+        """Add the block's wall time, or with ``cpu`` the calling thread's CPU time (the honest
+        measure for work done on many threads that take turns holding the GIL)."""
+        now = time.thread_time if cpu else time.perf_counter
+        start = now()
+        try:
+            yield
+        finally:
+            self.add(key, now() - start)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def utcnow() -> datetime:
@@ -78,6 +109,8 @@ class ArticlesResult:
     stored: int
     duplicates: int
     failures: tuple[Failure, ...]
+    seconds: dict[str, float] = field(default_factory=dict)  # fetch, extract, dedup, store
+    embedded: int = 0  # passages embedded while the pages were still being fetched
 
 
 @dataclass(frozen=True)
@@ -105,6 +138,7 @@ def start_run(config: Config, now: datetime | None = None) -> str:
     now = now or utcnow()
     run_id = new_run_id(now)
     with open_store(config) as store:
+        store.check_model(embedder_model_id(config["embed.backend"]))
         store.start_run(run_id, now)
         store.sync_themes(config.themes, now)
     log.info("run %s started: %d feeds, %d themes, database %s",
@@ -287,7 +321,8 @@ def page_text(config: Config, fetched, entry_title: str, feed_text: str) -> Page
 
 
 def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str,
-                  now: datetime, robots: RobotsPolicy | None = None) -> tuple[Article, list[str], Failure | None]:
+                  now: datetime, robots: RobotsPolicy | None = None,
+                  clock: StageClock | None = None) -> tuple[Article, list[str], Failure | None]:
     """Fetch and extract one entry's page, falling back to the feed's own text.
 
     Returns the article, the other URLs it was reached under (the feed's link, the URL after
@@ -304,9 +339,12 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
         page_error = "disallowed by robots.txt, used the feed's content"
     elif client is not None and entry.link:
         try:
-            fetched = client.fetch(entry.link)
+            clock = clock or StageClock()
+            with clock.timed("fetch"):
+                fetched = client.fetch(entry.link)
             stored = StoredPage(fetched.url, fetched.content_type, fetched.content)
-            page = page_text(config, fetched, entry.title, feed_text)
+            with clock.timed("extract", cpu=True):
+                page = page_text(config, fetched, entry.title, feed_text)
             page_error = page.error
             if page.extraction_failed:
                 failure = Failure("extract", entry.link, page.error, entry.feed_url)
@@ -373,73 +411,169 @@ def reextract(config: Config, since: datetime | None = None, now: datetime | Non
     return checked, len(rows)
 
 
+def interleave_hosts(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+    """The entries in turns across their pages' hosts. A feed lists pages of one site, and
+    each host gets at most ``fetch.per_host`` requests at a time, ``fetch.host_delay`` apart:
+    in feed order a batch would wait on one host while the others sit idle."""
+    by_host: dict[str, list[FeedEntry]] = {}
+    for e in entries:
+        by_host.setdefault(urlsplit(e.link or "").hostname or "", []).append(e)
+    queues = list(by_host.values())
+    out: list[FeedEntry] = []
+    for turn in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[turn] for q in queues if turn < len(q))
+    return out
+
+
+class EmbedBehind:
+    """Embeds stored passages on a background thread while the caller goes on fetching and
+    extracting: extraction is Python (one core), the model's inference releases the GIL, so
+    the two overlap on a 2-core machine. A bounded queue keeps memory flat; the embed stage
+    afterwards picks up anything left (a failure here is logged and left to it)."""
+
+    def __init__(self, config: Config, now: datetime):
+        self.config, self.now = config, now
+        self.done = 0
+        self.failed: str | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._work, name="aiwatch-embed", daemon=True)
+        self._thread.start()
+
+    def submit(self, items: list[tuple[str, str]]) -> None:
+        if items and self.failed is None:
+            self._queue.put(items)
+
+    def _work(self) -> None:
+        while (items := self._queue.get()) is not None:
+            if self.failed is not None:
+                continue
+            try:
+                self.done += embed_chunk(self.config, items, self.now)
+            except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
+                self.failed = f"{type(exc).__name__}: {exc}"
+                log.warning("embed while fetching stopped (%s); the embed stage will finish the work", self.failed)
+
+    def close(self) -> int:
+        self._queue.put(None)
+        self._thread.join()
+        return self.done
+
+
 def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                    now: datetime | None = None) -> ArticlesResult:
-    """Fetch and extract the new entries' pages, dedup copies, store articles and passages."""
+    """Fetch and extract the new entries' pages, dedup copies, store articles and passages.
+
+    With ``embed.overlap`` the stored passages are embedded on a second thread meanwhile."""
     now = now or utcnow()
     with open_store(config) as store:
         titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
     fetch_pages = config["fetch.articles"]
     failures: list[Failure] = []
     stored = duplicates = 0
+    clock = StageClock()
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
-    with (HttpClient.from_config(config) if fetch_pages else nullcontext()) as client, \
-            track("articles", len(entries)) as bar, \
-            ThreadPoolExecutor(max_workers=config["fetch.concurrency"]) as pool:
-        robots = RobotsPolicy(client) if client is not None and config["fetch.robots"] else None
-        for start in range(0, len(entries), ARTICLE_BATCH):
-            batch = entries[start:start + ARTICLE_BATCH]
-            futures = [pool.submit(build_article, config, client, e, _outlet(config, e, titles), now, robots)
-                       for e in batch]
-            built = []
-            for fut in futures:
-                article, aliases, failure = fut.result()
-                bar.advance()
-                if failure is not None:
-                    failures.append(failure)
-                    log.warning("article %s: %s", failure.url, failure.error)
-                built.append((article, aliases))
-            with open_store(config) as store:
-                known = store.known_urls([c for a, al in built for c in al])
-                firsts = store.first_copy_of([a.content_hash for a, _ in built if a.content_hash])
-                rows, psg, minhash_rows = [], [], []
-                batch_sigs: list[tuple[str, np.ndarray]] = []
-                # earliest copy first, so within a batch a reprint links to the original
-                for article, aliases in sorted(built, key=lambda b: (b[0].published_at or now, b[0].url)):
-                    if any(known.get(al) not in (None, article.article_id) for al in aliases):
-                        # reached under another URL of an article we already have: same article
-                        other = next(known[al] for al in aliases if known.get(al))
-                        store.mark_entries_seen([(article.feed_url, article.entry_id, other,
-                                                  hashes.get((article.feed_url, article.entry_id)))])
-                        continue
-                    dup_of = firsts.get(article.content_hash) if article.content_hash else None
-                    sig = signature(article.text) if article.text else None
-                    keys = band_keys(sig) if sig is not None else []
-                    if dup_of is None and sig is not None:  # not an exact copy: a near one?
-                        dup_of = store.near_duplicate_of(sig, keys, NEAR_DUPLICATE) or next(
-                            (aid for aid, other in batch_sigs if similarity(sig, other) >= NEAR_DUPLICATE), None)
-                    if dup_of == article.article_id:
-                        dup_of = None
-                    if dup_of is None:
-                        if article.content_hash:
-                            firsts[article.content_hash] = article.article_id
-                        if sig is not None:
-                            batch_sigs.append((article.article_id, sig))
-                            minhash_rows.append((article.article_id, sig, keys))
-                    else:
-                        duplicates += 1
-                    rows.append((article, dup_of, aliases))
-                    for no, ptext in enumerate(passages(article.title, article.text,
-                                                        max_words=config["embed.chunk_words"],
-                                                        max_passages=config["embed.max_chunks"])):
-                        psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
-                store.save_articles(rows, psg, run_id, hashes)
-                store.save_minhash(minhash_rows)
-                store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
-                stored += len(rows)
-    log.info("articles: %d stored (%d copies of earlier ones), %d page failures",
-             stored, duplicates, len(failures))
-    return ArticlesResult(stored, duplicates, tuple(failures))
+    model = embedder_model_id(config["embed.backend"])
+    behind = EmbedBehind(config, now) if config["embed.overlap"] and entries else None
+    try:
+        with (HttpClient.from_config(config) if fetch_pages else nullcontext()) as client, \
+                track("articles", len(entries)) as bar, \
+                ThreadPoolExecutor(max_workers=config["fetch.concurrency"]) as pool:
+            robots = RobotsPolicy(client) if client is not None and config["fetch.robots"] else None
+            def submit(batch: Sequence[FeedEntry]) -> list:
+                return [pool.submit(build_article, config, client, e, _outlet(config, e, titles), now, robots,
+                                    clock) for e in batch]
+
+            order = interleave_hosts(entries)
+            batches = [order[i:i + ARTICLE_BATCH] for i in range(0, len(order), ARTICLE_BATCH)]
+            ahead = submit(batches[0]) if batches else []
+            for number, batch in enumerate(batches):
+                # the next batch is fetched while this one is deduplicated and stored (at most
+                # two batches of pages in memory)
+                futures, ahead = ahead, (submit(batches[number + 1]) if number + 1 < len(batches) else [])
+                built = []
+                for fut in futures:
+                    article, aliases, failure = fut.result()
+                    bar.advance()
+                    if failure is not None:
+                        failures.append(failure)
+                        log.warning("article %s: %s", failure.url, failure.error)
+                    built.append((article, aliases))
+                with open_store(config) as store:
+                    rows, psg, minhash_rows, dups = _dedup_batch(store, config, built, hashes, now, clock)
+                    duplicates += dups
+                    with clock.timed("store"):
+                        store.save_articles(rows, psg, run_id, hashes)
+                        store.save_minhash(minhash_rows)
+                        store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}],
+                                              now)
+                        originals = {a.article_id for a, dup, _ in rows if dup is None}
+                        todo = store.missing_embeddings(
+                            sorted({p.text_hash for p in psg if p.article_id in originals}), model) if behind else []
+                    stored += len(rows)
+                if behind is not None:
+                    texts = {p.text_hash: p.text for p in psg}
+                    behind.submit([(h, texts[h]) for h in todo])
+    finally:
+        embedded = behind.close() if behind is not None else 0
+    log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
+             stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
+    return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)
+
+
+def _dedup_batch(store: Store, config: Config, built, hashes, now: datetime, clock: StageClock):
+    """Decide for each built article of a batch: another URL of a stored article (marked seen,
+    not stored), an exact or near copy of an earlier article, or an original. Returns the rows
+    to store, their passages, the MinHash rows of the originals and the count of copies."""
+    with clock.timed("dedup"):
+        known = store.known_urls([c for a, al in built for c in al])
+        firsts = store.first_copy_of([a.content_hash for a, _ in built if a.content_hash])
+        sigs = {a.article_id: (signature(a.text) if a.text else None) for a, _ in built}
+        keys = {aid: band_keys(sig) if sig is not None else [] for aid, sig in sigs.items()}
+        candidates = store.minhash_candidates(sorted({k for ks in keys.values() for k in ks}))
+        rows, psg, minhash_rows = [], [], []
+        duplicates = 0
+        batch_sigs: list[tuple[str, np.ndarray]] = []
+        # earliest copy first, so within a batch a reprint links to the original
+        for article, aliases in sorted(built, key=lambda b: (b[0].published_at or now, b[0].url)):
+            if any(known.get(al) not in (None, article.article_id) for al in aliases):
+                # reached under another URL of an article we already have: same article
+                other = next(known[al] for al in aliases if known.get(al))
+                store.mark_entries_seen([(article.feed_url, article.entry_id, other,
+                                          hashes.get((article.feed_url, article.entry_id)))])
+                continue
+            dup_of = firsts.get(article.content_hash) if article.content_hash else None
+            sig, article_keys = sigs[article.article_id], keys[article.article_id]
+            if dup_of is None and sig is not None:  # not an exact copy: a near one?
+                dup_of = _near_copy(sig, article_keys, candidates) or next(
+                    (aid for aid, other in batch_sigs if similarity(sig, other) >= NEAR_DUPLICATE), None)
+            if dup_of == article.article_id:
+                dup_of = None
+            if dup_of is None:
+                if article.content_hash:
+                    firsts[article.content_hash] = article.article_id
+                if sig is not None:
+                    batch_sigs.append((article.article_id, sig))
+                    minhash_rows.append((article.article_id, sig, article_keys))
+            else:
+                duplicates += 1
+            rows.append((article, dup_of, aliases))
+            for no, ptext in enumerate(passages(article.title, article.text,
+                                                max_words=config["embed.chunk_words"],
+                                                max_passages=config["embed.max_chunks"])):
+                psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
+    return rows, psg, minhash_rows, duplicates
+
+
+def _near_copy(sig: np.ndarray, keys: list[str], candidates: dict[str, list[tuple]]) -> str | None:
+    """The earliest stored original sharing an LSH bucket whose signature is near enough."""
+    seen: dict[str, tuple] = {}
+    for key in keys:
+        for aid, other, when in candidates.get(key, ()):
+            seen.setdefault(aid, (when, aid, other))
+    for _, aid, other in sorted(seen.values(), key=lambda c: c[:2]):  # oldest first
+        if similarity(sig, other) >= NEAR_DUPLICATE:
+            return aid
+    return None
 
 
 FanOut = Callable[[Callable, list[tuple]], Iterator]
@@ -453,7 +587,7 @@ def serial(fn: Callable, arglists: list[tuple]) -> Iterator:
 
 def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime) -> int:
     """Embed one chunk of (text_hash, text) and store the vectors; one transaction."""
-    embedder = get_embedder(config["embed.batch_size"])  # loaded once per process
+    embedder = embedder_for(config)  # loaded once per process
     vectors = embedder.embed([t for _, t in items])
     with open_store(config) as store:
         store.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)
@@ -467,7 +601,7 @@ def embed_passages(config: Config, run_id: str, now: datetime | None = None, fan
     one chunk. ``fan_out`` runs the chunks: in turn here, or across Dask workers in the flow.
     """
     now = now or utcnow()
-    model_id = embedder_model_id()
+    model_id = embedder_model_id(config["embed.backend"])
     with open_store(config) as store:
         pending = store.texts_without_embedding(model_id)
     if not pending:
@@ -482,6 +616,23 @@ def embed_passages(config: Config, run_id: str, now: datetime | None = None, fan
             bar.advance(count)
     log.info("embed: %d passages embedded with %s", done, model_id)
     return done
+
+
+def reembed(config: Config, now: datetime | None = None) -> tuple[int, int, int]:
+    """Switch a database to the configured embedding backend: embed every stored passage with
+    it, drop the other backends' vectors, and score the articles again with the new vectors.
+    Returns (passages embedded, vectors dropped, article-theme pairs scored)."""
+    now = now or utcnow()
+    model = embedder_model_id(config["embed.backend"])
+    embedded = embed_passages(config, "reembed", now)
+    with open_store(config) as store:
+        dropped = store.drop_other_models(model)
+        store.sync_themes(config.themes, now)
+        for theme in config.themes:
+            store.clear_scores(theme)
+    scored = score_articles(config, "reembed-" + now.strftime("%Y%m%dT%H%M%SZ"), now).scored
+    log.info("reembed: %d passages embedded with %s, %d other vectors dropped", embedded, model, dropped)
+    return embedded, dropped, scored
 
 
 _WORDS = re.compile(r"\w+")
@@ -502,32 +653,65 @@ def group_stories(config: Config, run_id: str, now: datetime | None = None) -> i
     window, so the cost grows with the articles of a few days, not with the whole archive.
     Returns how many articles were placed.
     """
-    window = timedelta(hours=config["stories.window_hours"])
+    window = timedelta(hours=config["stories.window_hours"]).total_seconds()
     threshold = config["stories.threshold"]
-    model = embedder_model_id()
+    model = embedder_model_id(config["embed.backend"])
     with open_store(config) as store:
         todo = store.ungrouped_articles(model)
         if not todo:
             return 0
-        seeds = store.story_seeds(todo[0][2] - window, todo[-1][2] + window, model)
-        placed = []
-        for aid, title, when, vec in todo:
-            best, best_sim = None, threshold
-            for sid, s_title, s_when, s_vec in seeds:
-                if abs(when - s_when) > window:
-                    continue
-                sim = float(vec @ s_vec) + 0.25 * title_overlap(title, s_title)
-                if sim >= best_sim:
-                    best, best_sim = sid, sim
-            if best is None:
-                seeds.append((aid, title, when, vec))
-                placed.append((aid, aid, 1.0))
-            else:
-                placed.append((aid, best, round(best_sim, 4)))
+        seeds = store.story_seeds(todo[0][2] - timedelta(seconds=window), todo[-1][2] + timedelta(seconds=window),
+                                  model)
+        placed = _place_in_stories(todo, seeds, window, threshold)
         store.save_story_members(placed)
     joined = sum(1 for a, s, _ in placed if a != s)
     log.info("stories: %d articles placed, %d joined an existing story", len(placed), joined)
     return len(placed)
+
+
+def _place_in_stories(todo, seeds, window: float, threshold: float, block: int = 256) -> list[tuple[str, str, float]]:
+    """(article, story, similarity) for each article of ``todo`` (oldest first).
+
+    Similarities to the seeds are computed a block of articles at a time as one matrix
+    product; the headline overlap (worth at most 0.25) is computed only for seeds whose
+    cosine could still reach the threshold with it. An article that joins no story becomes a
+    seed for the articles after it, in the same block too.
+    """
+    dim = len(todo[0][3])
+    capacity = max(len(seeds) + len(todo), 1)
+    vectors = np.zeros((capacity, dim), dtype=np.float32)
+    times = np.zeros(capacity, dtype=np.float64)
+    ids: list[str] = []
+    titles: list[str] = []
+
+    def add_seed(aid: str, title: str, when: datetime, vec: np.ndarray) -> None:
+        vectors[len(ids)] = vec
+        times[len(ids)] = when.timestamp()
+        ids.append(aid)
+        titles.append(title)
+
+    for sid, s_title, s_when, s_vec in seeds:
+        add_seed(sid, s_title, s_when, s_vec)
+    placed = []
+    for start in range(0, len(todo), block):
+        part = todo[start:start + block]
+        known = len(ids)
+        sims = np.stack([v for _, _, _, v in part]) @ vectors[:known].T  # (block, seeds known before it)
+        for row, (aid, title, when, vec) in enumerate(part):
+            t = when.timestamp()
+            cos = np.concatenate([sims[row], vectors[known:len(ids)] @ vec])  # + seeds from this block
+            near = (np.abs(times[:len(ids)] - t) <= window) & (cos >= threshold - 0.25)
+            best, best_sim = None, threshold
+            for j in np.flatnonzero(near):
+                sim = float(cos[j]) + 0.25 * title_overlap(title, titles[j])
+                if sim >= best_sim:
+                    best, best_sim = ids[j], sim
+            if best is None:
+                add_seed(aid, title, when, vec)
+                placed.append((aid, aid, 1.0))
+            else:
+                placed.append((aid, best, round(best_sim, 4)))
+    return placed
 
 
 def _theme_vectors(store: Store, embedder, themes, now) -> list[ThemeVectors]:
@@ -555,7 +739,7 @@ def score_articles(config: Config, run_id: str, now: datetime | None = None,
         if not any(todo.values()):
             log.info("score: nothing new to score")
             return ScoreResult(0, 0)
-        embedder = get_embedder(config["embed.batch_size"])
+        embedder = embedder_for(config)
         tvs = _theme_vectors(store, embedder, config.themes, now)
         for tv in (tv for tv in tvs if tv.theme.name in todo):
             ids = todo[tv.theme.name]
@@ -607,6 +791,10 @@ def finish_run(config: Config, run_id: str, stats: RunStats, status: str, now: d
         store.finish_run(stats, status, now or utcnow(), error)
 
 
+def _rounded(timer: StageClock) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in timer.seconds.items()}
+
+
 def _identity(fn: Callable) -> Callable:
     return fn
 
@@ -624,21 +812,33 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
 
 def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest: bool) -> RunResult:
     clock = (lambda: now) if now else utcnow
+    timer = StageClock()
+
+    def timed(name: str, fn: Callable) -> Callable:
+        def call(*args, **kwargs):
+            with timer.timed(name):
+                return stage(fn)(*args, **kwargs)
+        return call
+
     run_id = stage(start_run)(config, clock())
     stats = RunStats(run_id=run_id, feeds_total=len(config.feeds))
     try:
-        feeds = stage(fetch_feeds)(config, run_id, clock())
+        feeds = timed("feeds", fetch_feeds)(config, run_id, clock())
         stats = replace(stats, feeds_ok=feeds.count("ok"), feeds_not_modified=feeds.count("not_modified"),
                         feeds_failed=feeds.count("failed"), feeds_deferred=feeds.count("deferred"),
                         entries_seen=feeds.entries_seen)
-        arts = stage(fetch_articles)(config, run_id, feeds.new_entries, clock())
+        arts = timed("articles", fetch_articles)(config, run_id, feeds.new_entries, clock())
+        for key, seconds in arts.seconds.items():
+            timer.add(key, seconds)
+        timer.add("embed_overlapped", arts.embedded)
         stats = replace(stats, articles_new=arts.stored, articles_failed=len(arts.failures))
-        stats = replace(stats, passages_embedded=stage(embed_passages)(config, run_id, clock()))
-        stage(group_stories)(config, run_id, clock())
-        scores = stage(score_articles)(config, run_id, clock())
+        embedded = timed("embed", embed_passages)(config, run_id, clock())
+        stats = replace(stats, passages_embedded=embedded + arts.embedded)
+        timed("stories", group_stories)(config, run_id, clock())
+        scores = timed("score", score_articles)(config, run_id, clock())
         stats = replace(stats, articles_scored=scores.scored, flagged=scores.flagged)
     except Exception as exc:
-        stage(finish_run)(config, run_id, stats, "failed", clock(),
+        stage(finish_run)(config, run_id, replace(stats, stage_seconds=_rounded(timer)), "failed", clock(),
                           str(exc) if isinstance(exc, AiwatchError) else f"{type(exc).__name__}: {exc}")
         raise
     if stats.feeds_failed and stats.feeds_failed == stats.feeds_total - stats.feeds_deferred:
@@ -647,11 +847,13 @@ def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest:
         status = "partial"
     else:
         status = "ok"
-    stage(finish_run)(config, run_id, stats, status, clock())
+    stage(finish_run)(config, run_id, replace(stats, stage_seconds=_rounded(timer)), status, clock())
     # After the run is recorded, so the digest shows its final statistics; a digest that
     # fails to render can be made again with `aiwatch digest --run RUN_ID`.
-    files = stage(write_digest)(config, run_id, clock()) if with_digest else ()
+    files = timed("digest", write_digest)(config, run_id, clock()) if with_digest else ()
+    stats = replace(stats, stage_seconds=_rounded(timer))
     with open_store(config) as store:
+        store.record_run_timings(run_id, stats.stage_seconds, peak_rss_mb())
         flagged = store.query(
             "SELECT theme, title, score FROM matches WHERE run_id = ? ORDER BY theme, score DESC",
             [run_id])[1]

@@ -133,3 +133,4 @@ class RunStats:
     articles_scored: int = 0
     flagged: int = 0
     failures: tuple[Failure, ...] = field(default_factory=tuple)
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # see runs.stage_seconds

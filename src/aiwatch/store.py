@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import re
 import time
@@ -24,7 +25,7 @@ from typing import Iterable, Iterator, Sequence
 import duckdb
 import numpy as np
 
-from .errors import MigrationError, StoreError
+from .errors import AiwatchError, MigrationError, StoreError
 from .records import Article, Failure, FeedOutcome, Match, Passage, RunStats
 from .themes import Theme
 
@@ -121,6 +122,15 @@ def write_lock(path: str | Path, timeout: float) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def bulk_insert(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequence], types: Sequence[str]) -> None:
+    """Run ``sql`` with ``{rows}`` standing for the rows, passed as one list per column and
+    unnested in DuckDB: one statement for the lot (``executemany`` costs about 3 ms a row)."""
+    if not rows:
+        return
+    select = "SELECT " + ", ".join(f"unnest(?::{t}[])" for t in types)
+    con.execute(sql.format(rows=select), [list(col) for col in zip(*rows)])
 
 
 class Store:
@@ -319,27 +329,38 @@ class Store:
             "WHERE canonical_url IN (SELECT unnest(?::VARCHAR[]))", [list(set(canonical_urls))]).fetchall()
         return dict(rows)
 
-    def near_duplicate_of(self, sig: np.ndarray, keys: list[str], threshold: float) -> str | None:
-        """The earliest stored original whose MinHash signature is within ``threshold``."""
-        from .dedup import similarity
+    def minhash_candidates(self, keys: Sequence[str]) -> dict[str, list[tuple[str, np.ndarray, datetime]]]:
+        """For each LSH bucket key, the stored originals in it: (article_id, signature, time).
+        One query for a whole batch of articles; the cost is the buckets' size, not the archive's."""
+        if not keys:
+            return {}
         rows = self.con.execute("""
-            SELECT DISTINCT h.article_id, h.signature, coalesce(a.published_at, a.fetched_at) AS t
+            SELECT b.bucket, h.article_id, h.signature, coalesce(a.published_at, a.fetched_at) AS t
             FROM core.minhash_bands b JOIN core.minhash h USING (article_id)
             JOIN core.articles a USING (article_id)
-            WHERE b.bucket IN (SELECT unnest(?::VARCHAR[])) AND a.duplicate_of IS NULL
-            ORDER BY t, h.article_id""", [keys]).fetchall()
-        for aid, other, _ in rows:
-            if similarity(sig, np.asarray(other, dtype=np.int64)) >= threshold:
-                return aid
-        return None
+            WHERE b.bucket IN (SELECT unnest(?::VARCHAR[])) AND a.duplicate_of IS NULL""", [list(keys)]).fetchall()
+        out: dict[str, list] = {}
+        for bucket, aid, sig, when in rows:
+            out.setdefault(bucket, []).append((aid, np.asarray(sig, dtype=np.int64), when))
+        return out
+
+    def missing_embeddings(self, text_hashes: Sequence[str], model: str) -> list[str]:
+        """Those of ``text_hashes`` with no vector by ``model`` yet."""
+        if not text_hashes:
+            return []
+        rows = self.con.execute(
+            "SELECT h FROM (SELECT unnest(?::VARCHAR[]) AS h) WHERE h NOT IN "
+            "(SELECT text_hash FROM core.embeddings WHERE model = ? AND text_hash IN (SELECT unnest(?::VARCHAR[])))",
+            [list(text_hashes), model, list(text_hashes)]).fetchall()
+        return [r[0] for r in rows]
 
     def save_minhash(self, rows: Sequence[tuple[str, np.ndarray, list[str]]]) -> None:
         if rows:
             with self.transaction() as con:
-                con.executemany("INSERT INTO core.minhash VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                [[aid, sig.tolist()] for aid, sig, _ in rows])
-                con.executemany("INSERT INTO core.minhash_bands VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                [[k, aid] for aid, _, keys in rows for k in keys])
+                bulk_insert(con, "INSERT INTO core.minhash {rows} ON CONFLICT DO NOTHING",
+                            [(aid, sig.tolist()) for aid, sig, _ in rows], ["VARCHAR", "BIGINT[]"])
+                bulk_insert(con, "INSERT INTO core.minhash_bands {rows} ON CONFLICT DO NOTHING",
+                            sorted({(k, aid) for aid, _, keys in rows for k in keys}), ["VARCHAR", "VARCHAR"])
 
     def first_copy_of(self, content_hashes: Sequence[str]) -> dict[str, str]:
         """For each content hash already stored, the article_id of its earliest copy."""
@@ -366,61 +387,67 @@ class Store:
         for p in passages:
             by_article.setdefault(p.article_id, []).append(p)
         with self.transaction() as con:
+            old = {r[0]: (r[1], r[2]) for r in con.execute(
+                "SELECT article_id, content_hash, title FROM core.articles WHERE article_id IN "
+                "(SELECT unnest(?::VARCHAR[]))", [[a.article_id for a, _, _ in articles]]).fetchall()}
+            new_rows, changed, seen = [], [], set()
             for art, duplicate_of, aliases in articles:
-                old = con.execute("SELECT content_hash, title FROM core.articles WHERE article_id = ?",
-                                  [art.article_id]).fetchone()
-                changed = old is not None and (old[0] != art.content_hash or old[1] != art.title)
-                if old is None:
-                    con.execute("""
-                        INSERT INTO core.articles (article_id, url, canonical_url, feed_url, entry_id, title, text,
-                            text_source, author, published_at, fetched_at, language, content_hash, duplicate_of,
-                            outlet, page_error, run_id, date_source, date_flags, extractor, extraction_notes,
-                            site_name)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", [
-                        art.article_id, art.url, art.canonical_url, art.feed_url, art.entry_id, art.title,
-                        art.text, art.text_source, art.author, art.published_at, art.fetched_at, art.language,
-                        art.content_hash, duplicate_of, art.outlet, art.page_error, run_id, art.date_source,
-                        list(art.date_flags), art.extractor, list(art.extraction_notes), art.site_name])
-                elif changed:
-                    con.execute("""
-                        UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
-                            published_at = coalesce(published_at, ?), language = ?, content_hash = ?,
-                            page_error = ?, updated_at = ?, extractor = ?, extraction_notes = ?
-                        WHERE article_id = ?""", [
-                        art.title, art.text, art.text_source, art.author, art.published_at, art.language,
-                        art.content_hash, art.page_error, art.fetched_at, art.extractor,
-                        list(art.extraction_notes), art.article_id])
-                if art.page is not None:
-                    con.execute("""INSERT INTO core.pages VALUES (?, ?, ?, ?, ?)
-                                   ON CONFLICT DO UPDATE SET url = excluded.url, content_type = excluded.content_type,
-                                       fetched_at = excluded.fetched_at, html_zlib = excluded.html_zlib""",
-                                [art.article_id, art.page.url, art.page.content_type, art.fetched_at,
-                                 zlib.compress(art.page.html, 6)])
-                    con.execute("DELETE FROM core.passages WHERE article_id = ?", [art.article_id])
-                    con.execute("DELETE FROM core.scores WHERE article_id = ?", [art.article_id])
-                if old is None or changed:
-                    rows = [[p.article_id, p.passage_no, p.text, p.text_hash]
-                            for p in by_article.get(art.article_id, [])]
-                    if rows:
-                        con.executemany("INSERT INTO core.passages VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                                        rows)
-                key = (art.feed_url, art.entry_id)
-                con.execute("""INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash)
-                               VALUES (?, ?, ?, ?)
-                               ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
-                            [art.feed_url, art.entry_id, art.article_id, entry_hashes.get(key)])
-                for alias in {art.canonical_url, *aliases}:
-                    con.execute("INSERT INTO core.url_aliases VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                [alias, art.article_id])
+                if art.article_id in seen:
+                    continue
+                seen.add(art.article_id)
+                if art.article_id not in old:
+                    new_rows.append((art, duplicate_of))
+                elif old[art.article_id] != (art.content_hash, art.title):
+                    changed.append(art)
+            cols = ("article_id", "url", "canonical_url", "feed_url", "entry_id", "title", "text", "text_source",
+                    "author", "published_at", "fetched_at", "language", "content_hash", "duplicate_of", "outlet",
+                    "page_error", "run_id", "date_source", "date_flags", "extractor", "extraction_notes",
+                    "site_name")
+            bulk_insert(con, f"INSERT INTO core.articles ({', '.join(cols)}) {{rows}}", [
+                (a.article_id, a.url, a.canonical_url, a.feed_url, a.entry_id, a.title, a.text, a.text_source,
+                 a.author, a.published_at, a.fetched_at, a.language, a.content_hash, dup, a.outlet, a.page_error,
+                 run_id, a.date_source, list(a.date_flags), a.extractor, list(a.extraction_notes), a.site_name)
+                for a, dup in new_rows],
+                ["VARCHAR"] * 9 + ["TIMESTAMPTZ", "TIMESTAMPTZ"] + ["VARCHAR"] * 7 + ["VARCHAR[]", "VARCHAR",
+                                                                                     "VARCHAR[]", "VARCHAR"])
+            for art in changed:  # the feed edited an entry: rare, one at a time
+                con.execute("""
+                    UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
+                        published_at = coalesce(published_at, ?), language = ?, content_hash = ?,
+                        page_error = ?, updated_at = ?, extractor = ?, extraction_notes = ?
+                    WHERE article_id = ?""", [
+                    art.title, art.text, art.text_source, art.author, art.published_at, art.language,
+                    art.content_hash, art.page_error, art.fetched_at, art.extractor,
+                    list(art.extraction_notes), art.article_id])
+                con.execute("DELETE FROM core.passages WHERE article_id = ?", [art.article_id])
+                con.execute("DELETE FROM core.scores WHERE article_id = ?", [art.article_id])
+            written = [a for a, _ in new_rows] + changed
+            bulk_insert(con, """INSERT INTO core.pages {rows}
+                                ON CONFLICT DO UPDATE SET url = excluded.url, content_type = excluded.content_type,
+                                    fetched_at = excluded.fetched_at, html_zlib = excluded.html_zlib""",
+                        [(a.article_id, a.page.url, a.page.content_type, a.fetched_at, zlib.compress(a.page.html, 6))
+                         for a in written if a.page is not None],
+                        ["VARCHAR", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "BLOB"])
+            bulk_insert(con, "INSERT INTO core.passages {rows} ON CONFLICT DO NOTHING",
+                        [(p.article_id, p.passage_no, p.text, p.text_hash)
+                         for a in written for p in by_article.get(a.article_id, [])],
+                        ["VARCHAR", "INTEGER", "VARCHAR", "VARCHAR"])
+            entries = {(a.feed_url, a.entry_id): a.article_id for a, _, _ in articles}
+            bulk_insert(con, """INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash) {rows}
+                                ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
+                        [(f, e, aid, entry_hashes.get((f, e))) for (f, e), aid in entries.items()], ["VARCHAR"] * 4)
+            aliases_of = {al: a.article_id for a, _, aliases in reversed(articles) for al in {a.canonical_url, *aliases}}
+            bulk_insert(con, "INSERT INTO core.url_aliases {rows} ON CONFLICT DO NOTHING",
+                        list(aliases_of.items()), ["VARCHAR", "VARCHAR"])
 
     def mark_entries_seen(self, rows: Sequence[tuple[str, str, str, str | None]]) -> None:
         """Record (feed_url, entry_id, article_id, entry_hash) rows without new articles."""
         if rows:
             with self.transaction() as con:
-                con.executemany("""INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash)
-                                   VALUES (?, ?, ?, ?)
-                                   ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
-                                [list(r) for r in rows])
+                unique = {(r[0], r[1]): r for r in rows}  # DO UPDATE refuses a key twice in one statement
+                bulk_insert(con, """INSERT INTO core.entries_seen (feed_url, entry_id, article_id, entry_hash) {rows}
+                                    ON CONFLICT DO UPDATE SET entry_hash = excluded.entry_hash""",
+                            list(unique.values()), ["VARCHAR"] * 4)
 
     # -- embeddings --------------------------------------------------------------------
 
@@ -497,12 +524,14 @@ class Store:
         if not matches:
             return
         with self.transaction() as con:
-            con.executemany("""
+            bulk_insert(con, """
                 INSERT INTO core.scores (article_id, theme, theme_version, score, flagged, passage_no, passage,
-                    nearest_example, matched_terms, run_id, scored_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    nearest_example, matched_terms, run_id, scored_at) {rows}
                 ON CONFLICT (article_id, theme, theme_version) DO NOTHING""",
-                            [[m.article_id, m.theme, m.theme_version, m.score, m.flagged, m.passage_no,
-                              m.passage, m.nearest_example, list(m.terms), run_id, now] for m in matches])
+                [(m.article_id, m.theme, m.theme_version, m.score, m.flagged, m.passage_no,
+                  m.passage, m.nearest_example, list(m.terms), run_id, now) for m in matches],
+                ["VARCHAR", "VARCHAR", "VARCHAR", "DOUBLE", "BOOLEAN", "INTEGER", "VARCHAR", "VARCHAR",
+                 "VARCHAR[]", "VARCHAR", "TIMESTAMPTZ"])
 
     # -- feedback and rescoring ----------------------------------------------------------
 
@@ -583,8 +612,8 @@ class Store:
     def save_story_members(self, rows: Sequence[tuple[str, str, float]]) -> None:
         if rows:
             with self.transaction() as con:
-                con.executemany("INSERT INTO core.story_members VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                                [list(r) for r in rows])
+                bulk_insert(con, "INSERT INTO core.story_members {rows} ON CONFLICT DO NOTHING",
+                            list({r[0]: r for r in rows}.values()), ["VARCHAR", "VARCHAR", "DOUBLE"])
 
     def clear_scores(self, theme: Theme, since: datetime | None = None) -> int:
         """Forget the scores of ``theme``'s current version (for articles fetched since), so the
@@ -608,8 +637,10 @@ class Store:
         rows = [[run_id, f.stage, f.url, f.feed_url, f.error, now] for f in failures]
         if rows:
             with self.transaction() as con:
-                con.executemany("INSERT INTO core.failures VALUES (?, ?, ?, ?, ?, ?) "
-                                "ON CONFLICT DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at", rows)
+                unique = {(r[0], r[1], r[2]): r for r in rows}  # DO UPDATE refuses a key twice in one statement
+                bulk_insert(con, "INSERT INTO core.failures {rows} "
+                                 "ON CONFLICT DO UPDATE SET error = excluded.error, failed_at = excluded.failed_at",
+                            list(unique.values()), ["VARCHAR"] * 5 + ["TIMESTAMPTZ"])
 
     def finish_run(self, stats: RunStats, status: str, now: datetime, error: str | None = None) -> None:
         with self.transaction() as con:
@@ -617,11 +648,16 @@ class Store:
                 UPDATE core.runs SET finished_at = ?, status = ?, feeds_total = ?, feeds_ok = ?,
                     feeds_not_modified = ?, feeds_failed = ?, feeds_deferred = ?, entries_seen = ?,
                     articles_new = ?, articles_failed = ?, passages_embedded = ?, articles_scored = ?,
-                    flagged = ?, error = ?
+                    flagged = ?, error = ?, stage_seconds = ?
                 WHERE run_id = ?""", [
                 now, status, stats.feeds_total, stats.feeds_ok, stats.feeds_not_modified, stats.feeds_failed,
                 stats.feeds_deferred, stats.entries_seen, stats.articles_new, stats.articles_failed, stats.passages_embedded,
-                stats.articles_scored, stats.flagged, error, stats.run_id])
+                stats.articles_scored, stats.flagged, error, json.dumps(stats.stage_seconds), stats.run_id])
+
+    def record_run_timings(self, run_id: str, stage_seconds: dict[str, float], peak_rss_mb: float) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE core.runs SET stage_seconds = ?, peak_rss_mb = ? WHERE run_id = ?",
+                        [json.dumps(stage_seconds), round(peak_rss_mb, 1), run_id])
 
     # -- the SQL surface -----------------------------------------------------------------
 
@@ -649,9 +685,27 @@ class Store:
             GROUP BY a.article_id, a.title, a.published_at, a.fetched_at, a.outlet, a.url
             ORDER BY score DESC LIMIT $k""", params)
 
-    def embedding_models(self) -> list[str]:
-        return [r[0] for r in self.con.execute(
-            "SELECT DISTINCT e.model FROM core.embeddings e JOIN core.passages p USING (text_hash)").fetchall()]
+    def embedding_models(self) -> dict[str, int]:
+        """How many stored vectors each model id made."""
+        return dict(self.con.execute(
+            "SELECT model, count(*) FROM core.embeddings GROUP BY model ORDER BY model").fetchall())
+
+    def check_model(self, model: str) -> None:
+        """Refuse to work with ``model`` on a database whose vectors another model id made:
+        vectors of two backends are close but not comparable, so they are never mixed."""
+        others = {m: n for m, n in self.embedding_models().items() if m != model}
+        if others:
+            made = ", ".join(f"{n} by {m}" for m, n in others.items())
+            backend = model.rsplit("/", 1)[-1]
+            raise AiwatchError(
+                f"{self.path}: its vectors were made by another embedding backend ({made}); "
+                f"embed.backend = {backend!r} would mix {model} vectors with them. Set embed.backend "
+                f"back, or run `aiwatch reembed` to embed the stored articles again with {backend}")
+
+    def drop_other_models(self, model: str) -> int:
+        """Delete every vector not made by ``model`` (after a re-embed); returns how many."""
+        with self.transaction() as con:
+            return con.execute("DELETE FROM core.embeddings WHERE model <> ?", [model]).fetchone()[0]
 
     def export_parquet(self, folder: Path) -> list[Path]:
         """Write the public views to Parquet; articles and matches partitioned by year and month."""
