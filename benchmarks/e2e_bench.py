@@ -371,7 +371,7 @@ def search_latency(work: Path, rows: int) -> float:
             for lo in range(0, rows, 200_000):
                 con.execute(f"""
                     INSERT INTO core.embeddings
-                    SELECT 'h' || i, ?, list_transform(range(384), x -> random() - 0.5)::FLOAT[384], now()
+                    SELECT 'h' || i, ?, list_transform(range(384), lambda x: random() - 0.5)::FLOAT[384], now()
                     FROM range({lo}, {min(rows, lo + 200_000)}) t(i)""", [model])
             con.execute("CHECKPOINT")
         print(f"search: built {rows} synthetic embeddings in {time.perf_counter() - start:.0f}s")

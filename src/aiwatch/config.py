@@ -102,9 +102,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Folder for the ONNX files made locally from the packaged model on first use (never "
             "downloaded); empty: $XDG_CACHE_HOME/aiwatch/models, else ~/.cache/aiwatch/models.",
             optional=True),
-    Setting("embed.threads", int, 0, "Threads the model may use; 0: one per core.", _non_negative),
+    Setting("embed.threads", int, 0, "Cores the model may use: threads of the embed stage, and single-threaded workers embedding "
+            "while pages are fetched; 0: every core.", _non_negative),
     Setting("embed.overlap", bool, True,
-            "Embed each stored batch of articles on a second thread while the next pages are fetched "
+            "Embed each stored batch of articles on background workers while the next pages are fetched "
             "and extracted (extraction is Python on one core; the model releases the GIL)."),
     Setting("embed.batch_size", int, 8,
             "Texts per embedding batch, after sorting by length (measured fastest for onnx-int8: 8).", _positive),

@@ -278,7 +278,7 @@ def get_embedder(backend: str = DEFAULT_BACKEND, batch_size: int = 32, cache_dir
         return emb
 
 
-def embedder_for(config) -> Embedder:
-    """The embedder a config asks for."""
+def embedder_for(config, threads: int | None = None) -> Embedder:
+    """The embedder a config asks for (``threads`` overrides ``embed.threads``)."""
     return get_embedder(config["embed.backend"], config["embed.batch_size"],
-                        config["embed.cache_dir"] or None, config["embed.threads"] or None)
+                        config["embed.cache_dir"] or None, threads or config["embed.threads"] or None)

@@ -12,6 +12,7 @@ same function with each stage wrapped as a task, so there is one definition of t
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import resource
@@ -426,36 +427,52 @@ def interleave_hosts(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
 
 
 class EmbedBehind:
-    """Embeds stored passages on a background thread while the caller goes on fetching and
-    extracting: extraction is Python (one core), the model's inference releases the GIL, so
-    the two overlap on a 2-core machine. A bounded queue keeps memory flat; the embed stage
-    afterwards picks up anything left (a failure here is logged and left to it)."""
+    """Embeds stored passages on background threads while the caller goes on fetching and
+    extracting. Extraction is Python (one core at a time, under the GIL); the model's
+    inference releases the GIL. One worker per core, each running the model single-threaded:
+    measured faster than one worker with a 2-thread model, whose threads wait on each other
+    whenever the extracting thread takes a core. A bounded queue keeps memory flat; the embed
+    stage afterwards picks up anything left (a failure here is logged and left to it)."""
 
-    def __init__(self, config: Config, now: datetime):
+    def __init__(self, config: Config, now: datetime, workers: int | None = None):
         self.config, self.now = config, now
         self.done = 0
         self.failed: str | None = None
+        self._submitted: set[str] = set()
+        self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=4)
-        self._thread = threading.Thread(target=self._work, name="aiwatch-embed", daemon=True)
-        self._thread.start()
+        torch = config["embed.backend"] == "torch"  # torch runs one call at a time: one worker, its own threads
+        self._model_threads = None if torch else 1
+        count = 1 if torch else (workers or config["embed.threads"] or os.cpu_count() or 1)
+        self._threads = [threading.Thread(target=self._work, name=f"aiwatch-embed-{i}", daemon=True)
+                         for i in range(count)]
+        for t in self._threads:
+            t.start()
 
     def submit(self, items: list[tuple[str, str]]) -> None:
-        if items and self.failed is None:
-            self._queue.put(items)
+        items = [(h, t) for h, t in items if h not in self._submitted]  # a text shared by two batches
+        self._submitted.update(h for h, _ in items)
+        for start in range(0, len(items), 64):
+            if self.failed is None:
+                self._queue.put(items[start:start + 64])
 
     def _work(self) -> None:
         while (items := self._queue.get()) is not None:
             if self.failed is not None:
                 continue
             try:
-                self.done += embed_chunk(self.config, items, self.now)
+                count = embed_chunk(self.config, items, self.now, threads=self._model_threads)
+                with self._lock:
+                    self.done += count
             except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
                 self.failed = f"{type(exc).__name__}: {exc}"
                 log.warning("embed while fetching stopped (%s); the embed stage will finish the work", self.failed)
 
     def close(self) -> int:
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
         return self.done
 
 
@@ -585,9 +602,9 @@ def serial(fn: Callable, arglists: list[tuple]) -> Iterator:
         yield fn(*args)
 
 
-def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime) -> int:
+def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime, threads: int | None = None) -> int:
     """Embed one chunk of (text_hash, text) and store the vectors; one transaction."""
-    embedder = embedder_for(config)  # loaded once per process
+    embedder = embedder_for(config, threads)  # loaded once per process
     vectors = embedder.embed([t for _, t in items])
     with open_store(config) as store:
         store.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)

@@ -425,7 +425,7 @@ class Store:
             bulk_insert(con, """INSERT INTO core.pages {rows}
                                 ON CONFLICT DO UPDATE SET url = excluded.url, content_type = excluded.content_type,
                                     fetched_at = excluded.fetched_at, html_zlib = excluded.html_zlib""",
-                        [(a.article_id, a.page.url, a.page.content_type, a.fetched_at, zlib.compress(a.page.html, 6))
+                        [(a.article_id, a.page.url, a.page.content_type, a.fetched_at, zlib.compress(a.page.html, 3))
                          for a in written if a.page is not None],
                         ["VARCHAR", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "BLOB"])
             bulk_insert(con, "INSERT INTO core.passages {rows} ON CONFLICT DO NOTHING",
@@ -663,7 +663,13 @@ class Store:
 
     def search(self, vector: np.ndarray, model: str, k: int = 10, theme: str | None = None,
                since: datetime | None = None) -> tuple[list[str], list[tuple]]:
-        """Articles whose best passage is most similar to ``vector`` (cosine, in DuckDB)."""
+        """Articles whose best passage is most similar to ``vector`` (cosine, in DuckDB).
+
+        The nearest passages are found first by one scan of the vectors (a top-N, no join),
+        and only those are joined to their articles and filtered. When the filters leave fewer
+        than ``k`` articles, the pool grows tenfold, up to every vector. The result is exact:
+        an article with no passage in the pool is no nearer than the pool's farthest passage.
+        """
         where, params = ["a.duplicate_of IS NULL"], {"q": [float(x) for x in vector], "model": model, "k": k}
         if theme:
             where.append("a.article_id IN (SELECT article_id FROM matches WHERE theme = $theme)")
@@ -672,18 +678,27 @@ class Store:
             where.append("coalesce(a.published_at, a.fetched_at) >= $since")
             params["since"] = since
         dim = len(vector)
-        return self.query(f"""
-            WITH sims AS (
-                SELECT p.article_id, p.text,
-                       array_cosine_similarity(e.vector, $q::FLOAT[{dim}]) AS sim
-                FROM core.passages p
-                JOIN core.embeddings e ON e.text_hash = p.text_hash AND e.model = $model)
-            SELECT round(max(s.sim)::DOUBLE, 4) AS score, a.title, CAST(coalesce(a.published_at, a.fetched_at) AS DATE)
-                   AS date, a.outlet, a.url, arg_max(s.text, s.sim) AS passage
-            FROM sims s JOIN core.articles a USING (article_id)
-            WHERE {" AND ".join(where)}
-            GROUP BY a.article_id, a.title, a.published_at, a.fetched_at, a.outlet, a.url
-            ORDER BY score DESC LIMIT $k""", params)
+        total = self.con.execute("SELECT count(*) FROM core.embeddings WHERE model = ?", [model]).fetchone()[0]
+        pool = max(50 * k, 1000)
+        while True:
+            params["pool"] = pool
+            cols, rows = self.query(f"""
+                WITH near AS (
+                    SELECT text_hash, array_cosine_similarity(vector, $q::FLOAT[{dim}]) AS sim
+                    FROM core.embeddings WHERE model = $model
+                    ORDER BY sim DESC LIMIT $pool),
+                sims AS (
+                    SELECT p.article_id, p.text, n.sim FROM near n JOIN core.passages p USING (text_hash))
+                SELECT round(max(s.sim)::DOUBLE, 4) AS score, a.title,
+                       CAST(coalesce(a.published_at, a.fetched_at) AS DATE) AS date, a.outlet, a.url,
+                       arg_max(s.text, s.sim) AS passage
+                FROM sims s JOIN core.articles a USING (article_id)
+                WHERE {" AND ".join(where)}
+                GROUP BY a.article_id, a.title, a.published_at, a.fetched_at, a.outlet, a.url
+                ORDER BY score DESC, a.url LIMIT $k""", params)
+            if len(rows) >= k or pool >= total:
+                return cols, rows
+            pool *= 10
 
     def embedding_models(self) -> dict[str, int]:
         """How many stored vectors each model id made."""

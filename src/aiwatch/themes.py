@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -89,6 +90,7 @@ def theme_from_mapping(item: Mapping[str, Any], *, where: str = "themes") -> The
     )
 
 
+@lru_cache(maxsize=4096)
 def _term_pattern(term: str) -> re.Pattern:
     # Latin-script terms match as whole words, case-insensitively; CJK terms as substrings.
     escaped = re.escape(term)
@@ -100,4 +102,5 @@ def _term_pattern(term: str) -> re.Pattern:
 
 def find_terms(text: str, terms: tuple[str, ...]) -> list[str]:
     """The terms (as written in the theme) that occur in ``text``."""
-    return [t for t in terms if _term_pattern(t).search(text)]
+    folded = text.lower()  # a plain substring test first: most terms are absent from most texts
+    return [t for t in terms if t.lower() in folded and _term_pattern(t).search(text)]
