@@ -28,7 +28,8 @@ Then, in one run of this script:
 4. **No-op run**: ``aiwatch run`` again over the unchanged feeds; every feed answers 304.
    ``noop_fraction`` is its wall time over the first run's.
 5. **Search**: top-20 ``Store.search`` latency over 100k and 1M synthetic stored embeddings
-   (random FLOAT[384] made in SQL, 5 passages per article), median of 3 after a warm-up.
+   (random FLOAT[384] made in SQL, 5 passages per article), median of 3 after a warm-up. The
+   line is printed once here (``before the scale runs: ...``) and again at the end.
 6. **Scale** (``--scale [SIZES]``): steps 1 and 4 at 1k, 5k and 10k articles (or the sizes
    given), with throughput, peak RSS, and the near-duplicate, story and store stage times per
    article (flat if the cost grows linearly). The table is printed again after each size.
@@ -288,14 +289,31 @@ def stored_passages(config: Path) -> tuple[list[str], int]:
 
 
 def embed_alone(config_path: Path, texts: list[str]) -> float:
+    """Seconds for the configured embedder alone on ``texts``, run the faster of two ways on
+    this machine: one model on every core, or one single-threaded model per core side by side
+    (what aiwatch does while fetching). The limit is then the best the component can do."""
     from aiwatch.config import load_config
     from aiwatch.embed import embedder_for
-    emb = embedder_for(load_config(config_path))
-    emb.embed(texts[:32])  # load and warm up outside the timing
+    config = load_config(config_path)
+    cores = os.cpu_count() or 1
+    chunks = [texts[i:i + 64] for i in range(0, len(texts), 64)]  # the pipeline's chunk size
+
+    whole = embedder_for(config)  # every core
+    whole.embed(texts[:32])  # load and warm up outside the timing
     start = time.perf_counter()
-    for i in range(0, len(texts), 256):
-        emb.embed(texts[i:i + 256])  # the pipeline's chunk size
-    return time.perf_counter() - start
+    for chunk in chunks:
+        whole.embed(chunk)
+    one_model = time.perf_counter() - start
+
+    single = embedder_for(config, threads=1)
+    single.embed(texts[:32])
+    start = time.perf_counter()
+    with ThreadPoolExecutor(cores) as pool:
+        list(pool.map(single.embed, chunks))
+    per_core = time.perf_counter() - start
+    print(f"embedder alone: {len(texts) / one_model:.1f} passages/s as one model on {cores} cores, "
+          f"{len(texts) / per_core:.1f} as {cores} single-threaded models")
+    return min(one_model, per_core)
 
 
 def peer(urls: list[str], config_path: Path) -> tuple[float, float]:
@@ -453,8 +471,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer ({m} pages): aiwatch fetch+extract {ours:.1f} pages/s, newspaper4k {theirs:.1f} pages/s, "
               f"ratio {peer_ratio:.2f}")
 
+        search_1m = float("nan")
+        if not args.no_search:
+            s100k = search_latency(work, 100_000)
+            search_1m = search_latency(work, 1_000_000)
+            print(f"search top-20: {s100k:.3f}s over 100k embeddings, {search_1m:.3f}s over 1M")
+
+        def line(rss_mb: float) -> str:
+            return (f"articles={n} e2e_per_s={e2e_rate:.2f} limit_per_s={limit:.2f} "
+                    f"e2e_vs_limit={e2e_rate / limit:.3f} peer_ratio={peer_ratio:.2f} "
+                    f"noop_fraction={main_run['noop'] / main_run['wall']:.3f} peak_rss_mb={rss_mb:.0f} "
+                    f"search_1m_s={search_1m:.3f}")
+
         rss = main_run["rss"]
         if scale:
+            print(f"\nbefore the scale runs: {line(rss)}", flush=True)
             print("\nscale:")
             rows = []
             for size in scale:
@@ -471,15 +502,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"| {size_} | {rate:.2f} | {mb:.0f} | {dd:.2f} | {st:.2f} | {sto:.2f} | {nf:.3f} |",
                           flush=True)
 
-    search_1m = float("nan")
-    if not args.no_search:
-        s100k = search_latency(work, 100_000)
-        search_1m = search_latency(work, 1_000_000)
-        print(f"search top-20: {s100k:.3f}s over 100k embeddings, {search_1m:.3f}s over 1M")
-
-    print(f"\narticles={n} e2e_per_s={e2e_rate:.2f} limit_per_s={limit:.2f} e2e_vs_limit={e2e_rate / limit:.3f} "
-          f"peer_ratio={peer_ratio:.2f} noop_fraction={main_run['noop'] / main_run['wall']:.3f} "
-          f"peak_rss_mb={rss:.0f} search_1m_s={search_1m:.3f}")
+    print(f"\n{line(rss)}")
     return 0
 
 

@@ -434,8 +434,8 @@ class EmbedBehind:
     whenever the extracting thread takes a core. A bounded queue keeps memory flat; the embed
     stage afterwards picks up anything left (a failure here is logged and left to it)."""
 
-    def __init__(self, config: Config, now: datetime, workers: int | None = None):
-        self.config, self.now = config, now
+    def __init__(self, config: Config, now: datetime, store: Store, workers: int | None = None):
+        self.config, self.now, self.store = config, now, store
         self.done = 0
         self.failed: str | None = None
         self._submitted: set[str] = set()
@@ -457,16 +457,22 @@ class EmbedBehind:
                 self._queue.put(items[start:start + 64])
 
     def _work(self) -> None:
-        while (items := self._queue.get()) is not None:
-            if self.failed is not None:
-                continue
-            try:
-                count = embed_chunk(self.config, items, self.now, threads=self._model_threads)
-                with self._lock:
-                    self.done += count
-            except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
-                self.failed = f"{type(exc).__name__}: {exc}"
-                log.warning("embed while fetching stopped (%s); the embed stage will finish the work", self.failed)
+        with self._lock:
+            own = Store(self.store.con.cursor(), self.store.path, read_only=False)  # this thread's connection
+        try:
+            while (items := self._queue.get()) is not None:
+                if self.failed is not None:
+                    continue
+                try:
+                    count = embed_chunk(self.config, items, self.now, threads=self._model_threads, store=own)
+                    with self._lock:
+                        self.done += count
+                except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
+                    self.failed = f"{type(exc).__name__}: {exc}"
+                    log.warning("embed while fetching stopped (%s); the embed stage will finish the work",
+                                self.failed)
+        finally:
+            own.close()
 
     def close(self) -> int:
         for _ in self._threads:
@@ -480,17 +486,20 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                    now: datetime | None = None) -> ArticlesResult:
     """Fetch and extract the new entries' pages, dedup copies, store articles and passages.
 
-    With ``embed.overlap`` the stored passages are embedded on a second thread meanwhile."""
+    With ``embed.overlap`` the stored passages are embedded by background workers meanwhile."""
     now = now or utcnow()
-    with open_store(config) as store:
-        titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
+    # One connection for the whole stage, and a cursor of it per embedding worker: the
+    # database stays open in this process throughout (DuckDB closing and reopening it while
+    # another thread connects was seen to crash the process).
+    store = open_store(config)
+    titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
     fetch_pages = config["fetch.articles"]
     failures: list[Failure] = []
     stored = duplicates = 0
     clock = StageClock()
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
     model = embedder_model_id(config["embed.backend"])
-    behind = EmbedBehind(config, now) if config["embed.overlap"] and entries else None
+    behind = EmbedBehind(config, now, store) if config["embed.overlap"] and entries else None
     try:
         with (HttpClient.from_config(config) if fetch_pages else nullcontext()) as client, \
                 track("articles", len(entries)) as bar, \
@@ -515,23 +524,22 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         failures.append(failure)
                         log.warning("article %s: %s", failure.url, failure.error)
                     built.append((article, aliases))
-                with open_store(config) as store:
-                    rows, psg, minhash_rows, dups = _dedup_batch(store, config, built, hashes, now, clock)
-                    duplicates += dups
-                    with clock.timed("store"):
-                        store.save_articles(rows, psg, run_id, hashes)
-                        store.save_minhash(minhash_rows)
-                        store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}],
-                                              now)
-                        originals = {a.article_id for a, dup, _ in rows if dup is None}
-                        todo = store.missing_embeddings(
-                            sorted({p.text_hash for p in psg if p.article_id in originals}), model) if behind else []
-                    stored += len(rows)
+                rows, psg, minhash_rows, dups = _dedup_batch(store, config, built, hashes, now, clock)
+                duplicates += dups
+                with clock.timed("store"):
+                    store.save_articles(rows, psg, run_id, hashes)
+                    store.save_minhash(minhash_rows)
+                    store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
+                    originals = {a.article_id for a, dup, _ in rows if dup is None}
+                    todo = store.missing_embeddings(
+                        sorted({p.text_hash for p in psg if p.article_id in originals}), model) if behind else []
+                stored += len(rows)
                 if behind is not None:
                     texts = {p.text_hash: p.text for p in psg}
                     behind.submit([(h, texts[h]) for h in todo])
     finally:
         embedded = behind.close() if behind is not None else 0
+        store.close()
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
              stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
     return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)
@@ -602,12 +610,13 @@ def serial(fn: Callable, arglists: list[tuple]) -> Iterator:
         yield fn(*args)
 
 
-def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime, threads: int | None = None) -> int:
+def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime, threads: int | None = None,
+                store: Store | None = None) -> int:
     """Embed one chunk of (text_hash, text) and store the vectors; one transaction."""
     embedder = embedder_for(config, threads)  # loaded once per process
     vectors = embedder.embed([t for _, t in items])
-    with open_store(config) as store:
-        store.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)
+    with nullcontext(store) if store is not None else open_store(config) as target:
+        target.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)
     return len(items)
 
 
