@@ -429,6 +429,25 @@ def e2e(corpus: Path, n: int, work: Path, env: dict[str, str], label: str) -> di
                     urls=sites.page_urls())
 
 
+def scale_table(corpus: Path, sizes: list[int], work: Path, env: dict[str, str], done: dict[int, dict]) -> float:
+    """Run each size end to end (reusing runs already ``done``), printing the table after each;
+    returns the largest peak RSS."""
+    print("\nscale:")
+    rows, rss = [], 0.0
+    for size in sizes:
+        r = done.get(size) or e2e(corpus, size, work, env, f"scale {size}")
+        s = r["run"]["stage_seconds"]
+        rows.append((size, size / r["wall"], r["rss"], 1000 * s.get("dedup", 0) / size,
+                     1000 * s.get("stories", 0) / size, 1000 * s.get("store", 0) / size, r["noop"] / r["wall"]))
+        rss = max(rss, r["rss"])
+        print("| articles | articles/s | peak RSS MB | dedup ms/article | stories ms/article "
+              "| store ms/article | no-op fraction |")
+        print("|---|---|---|---|---|---|---|")
+        for size_, rate, mb, dd, st, sto, nf in rows:
+            print(f"| {size_} | {rate:.2f} | {mb:.0f} | {dd:.2f} | {st:.2f} | {sto:.2f} | {nf:.3f} |", flush=True)
+    return rss
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--articles", type=int, default=2000, help="articles in the main run (default 2000)")
@@ -438,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="working folder (default: a temporary one; the corpus is kept there)")
     ap.add_argument("--peer-pages", type=int, default=500, help="pages for the newspaper4k comparison (default 500)")
     ap.add_argument("--no-search", action="store_true", help="skip the 100k/1M search timing")
+    ap.add_argument("--scale-only", action="store_true",
+                    help="only the --scale sizes end to end, in the order given (no main run, components, peer or search)")
     args = ap.parse_args(argv)
     if not args.pages.is_dir():
         print(f"e2e_bench: {args.pages}: no such folder", file=sys.stderr)
@@ -451,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with ExitStack() as stack:
         env = stack.enter_context(prefect_server(work))
+        if args.scale_only:
+            scale_table(corpus, scale, work, env, {})
+            return 0
         main_run = e2e(corpus, args.articles, work, env, "end to end")
         n = args.articles
         texts, originals = stored_passages(main_run["config"])
@@ -486,21 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         rss = main_run["rss"]
         if scale:
             print(f"\nbefore the scale runs: {line(rss)}", flush=True)
-            print("\nscale:")
-            rows = []
-            for size in scale:
-                r = main_run if size == n else e2e(corpus, size, work, env, f"scale {size}")
-                s = r["run"]["stage_seconds"]
-                rows.append((size, size / r["wall"], r["rss"], 1000 * s.get("dedup", 0) / size,
-                             1000 * s.get("stories", 0) / size, 1000 * s.get("store", 0) / size,
-                             r["noop"] / r["wall"]))
-                rss = max(rss, r["rss"])
-                print("| articles | articles/s | peak RSS MB | dedup ms/article | stories ms/article "
-                      "| store ms/article | no-op fraction |")
-                print("|---|---|---|---|---|---|---|")
-                for size_, rate, mb, dd, st, sto, nf in rows:
-                    print(f"| {size_} | {rate:.2f} | {mb:.0f} | {dd:.2f} | {st:.2f} | {sto:.2f} | {nf:.3f} |",
-                          flush=True)
+            rss = max(rss, scale_table(corpus, scale, work, env, {n: main_run}))
 
     print(f"\n{line(rss)}")
     return 0
