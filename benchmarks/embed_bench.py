@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         f1, grouped = macro(evaluate(ItemScorer(items, emb, config), config.themes))
         results[backend] = dict(per_s=per_s, load_s=load_s, f1=f1, grouped=grouped)
     ref = vectors["torch"]
-    print(f"\n| backend | texts/s | vs torch | cosine mean | cosine min | macro F1 (defaults) | grouped macro F1 | load s |")
+    print("\n| backend | texts/s | vs torch | cosine mean | cosine min | macro F1 (defaults) | grouped macro F1 | load s |")
     print("|---|---|---|---|---|---|---|---|")
     for backend, r in results.items():
         cos = (vectors[backend] * ref).sum(1)
