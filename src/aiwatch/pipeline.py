@@ -488,18 +488,20 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
 
     With ``embed.overlap`` the stored passages are embedded by background workers meanwhile."""
     now = now or utcnow()
-    # One connection for the whole stage, and a cursor of it per embedding worker: the
-    # database stays open in this process throughout (DuckDB closing and reopening it while
-    # another thread connects was seen to crash the process).
-    store = open_store(config)
-    titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
+    overlap = config["embed.overlap"] and bool(entries)
+    # With overlap, one connection for the whole stage and a cursor of it per embedding
+    # worker (DuckDB closing and reopening the file while another thread connects was seen
+    # to crash the process). Without, a connection per batch, so readers get in between.
+    shared = open_store(config) if overlap else None
+    with nullcontext(shared) if shared is not None else open_store(config) as store:
+        titles = dict(store.query("SELECT feed_url, title FROM core.feeds")[1])
     fetch_pages = config["fetch.articles"]
     failures: list[Failure] = []
     stored = duplicates = 0
     clock = StageClock()
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
     model = embedder_model_id(config["embed.backend"])
-    behind = EmbedBehind(config, now, store) if config["embed.overlap"] and entries else None
+    behind = EmbedBehind(config, now, shared) if shared is not None else None
     try:
         with (HttpClient.from_config(config) if fetch_pages else nullcontext()) as client, \
                 track("articles", len(entries)) as bar, \
@@ -524,22 +526,25 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         failures.append(failure)
                         log.warning("article %s: %s", failure.url, failure.error)
                     built.append((article, aliases))
-                rows, psg, minhash_rows, dups = _dedup_batch(store, config, built, hashes, now, clock)
-                duplicates += dups
-                with clock.timed("store"):
-                    store.save_articles(rows, psg, run_id, hashes)
-                    store.save_minhash(minhash_rows)
-                    store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}], now)
-                    originals = {a.article_id for a, dup, _ in rows if dup is None}
-                    todo = store.missing_embeddings(
-                        sorted({p.text_hash for p in psg if p.article_id in originals}), model) if behind else []
+                with nullcontext(shared) if shared is not None else open_store(config) as store:
+                    rows, psg, minhash_rows, dups = _dedup_batch(store, config, built, hashes, now, clock)
+                    duplicates += dups
+                    with clock.timed("store"):
+                        store.save_articles(rows, psg, run_id, hashes)
+                        store.save_minhash(minhash_rows)
+                        store.record_failures(run_id, [f for f in failures if f.url in {a.url for a, _ in built}],
+                                              now)
+                        originals = {a.article_id for a, dup, _ in rows if dup is None}
+                        todo = store.missing_embeddings(
+                            sorted({p.text_hash for p in psg if p.article_id in originals}), model) if behind else []
                 stored += len(rows)
                 if behind is not None:
                     texts = {p.text_hash: p.text for p in psg}
                     behind.submit([(h, texts[h]) for h in todo])
     finally:
         embedded = behind.close() if behind is not None else 0
-        store.close()
+        if shared is not None:
+            shared.close()
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
              stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
     return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)
