@@ -52,15 +52,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from xml.sax.saxutils import escape
+
+from aiwatch.localserver import LocalServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -98,7 +98,7 @@ def make_unique(html: str, seed: int) -> str:
 
 def build_corpus(pages_dir: Path, n: int, work: Path) -> Path:
     """Write pages/{i}.html for i < n (kept between runs of the script) and return the folder."""
-    from aiwatch.extract import decode_html
+    from aiwatch.articles.page import decode_html
 
     folder = work / f"corpus-v{CORPUS_VERSION}"
     (folder / "pages").mkdir(parents=True, exist_ok=True)
@@ -144,66 +144,29 @@ def feed_xml(k: int, ids: list[int], corpus: Path, port: int, now: datetime) -> 
             + "".join(items) + "</channel></rss>").encode("utf-8")
 
 
-class CorpusSites:
-    """20 HTTP servers, one per loopback address, serving the feeds (with ETags) and pages."""
+class CorpusSites(LocalServer):
+    """The feeds (with ETags) and pages, on 20 loopback addresses sharing one port (aiwatch's own
+    local server), so the per-host politeness limits apply as they would to 20 sites."""
 
     def __init__(self, corpus: Path, n: int):
         self.corpus, self.n = corpus, n
-        self.port = 0
         self.feeds: dict[int, bytes] = {}
-        self._servers: list[ThreadingHTTPServer] = []
+        super().__init__(site=self._load, extra_hosts=[host(k) for k in range(1, FEEDS)])
+
+    def _load(self, path: str) -> tuple[bytes, str] | None:
+        m = re.fullmatch(r"/(feed|a)/(\d+)\.(xml|html)", path)
+        if m and m.group(1) == "feed" and int(m.group(2)) in self.feeds:
+            return self.feeds[int(m.group(2))], "application/rss+xml"
+        if m and m.group(1) == "a" and int(m.group(2)) < self.n:
+            return (self.corpus / "pages" / f"{m.group(2)}.html").read_bytes(), "text/html; charset=utf-8"
+        return None
 
     def __enter__(self) -> "CorpusSites":
-        sites = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                m = re.fullmatch(r"/(feed|a)/(\d+)\.(xml|html)", self.path)
-                body = None
-                if m and m.group(1) == "feed" and int(m.group(2)) in sites.feeds:
-                    body, ctype = sites.feeds[int(m.group(2))], "application/rss+xml"
-                elif m and m.group(1) == "a" and int(m.group(2)) < sites.n:
-                    body, ctype = (sites.corpus / "pages" / f"{m.group(2)}.html").read_bytes(), "text/html; charset=utf-8"
-                if body is None:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                etag = f'"{CORPUS_VERSION}-{sites.n}-{self.path}"'
-                if self.headers.get("If-None-Match") == etag:
-                    self.send_response(304)
-                    self.send_header("ETag", etag)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", etag)
-                self.end_headers()
-                self.wfile.write(body)
-
-        first = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = first.server_address[1]
-        self._servers = [first] + [ThreadingHTTPServer((f"127.0.0.{k + 1}", self.port), Handler)
-                                   for k in range(1, FEEDS)]
-        for server in self._servers:
-            server.daemon_threads = True
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.start()
         now = datetime.now(timezone.utc).replace(microsecond=0)
         for k in range(FEEDS):
             self.feeds[k] = feed_xml(k, list(range(k, self.n, FEEDS)), self.corpus, self.port, now)
         return self
-
-    def __exit__(self, *exc) -> None:
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
 
     def feed_urls(self) -> list[str]:
         return [f"http://{host(k)}:{self.port}/feed/{k}.xml" for k in range(FEEDS)]
@@ -293,7 +256,7 @@ def embed_alone(config_path: Path, texts: list[str]) -> float:
     this machine: one model on every core, or one single-threaded model per core side by side
     (what aiwatch does while fetching). The limit is then the best the component can do."""
     from aiwatch.config import load_config
-    from aiwatch.embed import embedder_for
+    from aiwatch.relevance.embed import embedder_for
     config = load_config(config_path)
     cores = os.cpu_count() or 1
     chunks = [texts[i:i + 64] for i in range(0, len(texts), 64)]  # the pipeline's chunk size
@@ -320,7 +283,7 @@ def peer(urls: list[str], config_path: Path) -> tuple[float, float]:
     """(aiwatch fetch+extract pages/s, newspaper4k download+parse pages/s) on the same URLs."""
     from aiwatch.config import load_config
     from aiwatch.http import HttpClient
-    from aiwatch.pipeline import build_article
+    from aiwatch.articles.build import build_article
     from aiwatch.records import FeedEntry
 
     config = load_config(config_path)
@@ -329,7 +292,7 @@ def peer(urls: list[str], config_path: Path) -> tuple[float, float]:
                          published=None, author=None)
                for i, u in enumerate(urls)]
     start = time.perf_counter()
-    with HttpClient.from_config(config) as client, ThreadPoolExecutor(config["fetch.concurrency"]) as pool:
+    with HttpClient.from_config(config) as client, ThreadPoolExecutor(config.fetch.concurrency) as pool:
         list(pool.map(lambda e: build_article(config, client, e, "bench", now), entries))
     ours = len(urls) / (time.perf_counter() - start)
     try:
@@ -353,7 +316,7 @@ def peer(urls: list[str], config_path: Path) -> tuple[float, float]:
             failed.append(f"{type(exc).__name__}: {exc}")
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(config["fetch.concurrency"]) as pool:
+    with ThreadPoolExecutor(config.fetch.concurrency) as pool:
         list(pool.map(download_and_parse, urls))
     theirs = len(urls) / (time.perf_counter() - start)
     if failed:
@@ -367,7 +330,7 @@ def search_latency(work: Path, rows: int) -> float:
     """Median top-20 Store.search seconds over ``rows`` synthetic stored embeddings."""
     import numpy as np
 
-    from aiwatch.embed import model_id
+    from aiwatch.relevance.embed import model_id
     from aiwatch.store import Store
 
     db = work / f"search-{rows}.duckdb"

@@ -35,8 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from aiwatch.config import load_config  # noqa: E402
-from aiwatch.embed import BACKENDS, DEFAULT_BACKEND, OnnxEmbedder, get_embedder, onnx_file  # noqa: E402
-from aiwatch.evaluate import ItemScorer, evaluate, load_labels  # noqa: E402
+from aiwatch.relevance.embed import BACKENDS, DEFAULT_BACKEND, OnnxEmbedder, get_embedder, onnx_file  # noqa: E402
+from aiwatch.relevance.evaluate import ItemScorer, evaluate, load_labels  # noqa: E402
 from aiwatch.text import html_to_text, passages  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     results, vectors = {}, {}
     for backend in BACKENDS:
         start = time.perf_counter()
-        emb = get_embedder(backend, config["embed.batch_size"], cache)
+        emb = get_embedder(backend, config.embed.batch_size, cache)
         load_s = time.perf_counter() - start
         per_s, vectors[backend] = rate(emb, texts)
         f1, grouped = macro(evaluate(ItemScorer(items, emb, config), config.themes))
@@ -103,21 +103,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {backend} | {r['per_s']:.1f} | {r['per_s'] / results['torch']['per_s']:.2f}x | "
               f"{r['cos_mean']:.4f} | {r['cos_min']:.4f} | {r['f1']:.3f} | {r['grouped']:.3f} | {r['load_s']:.1f} |")
 
-    emb = get_embedder(DEFAULT_BACKEND, config["embed.batch_size"], cache)
+    emb = get_embedder(DEFAULT_BACKEND, config.embed.batch_size, cache)
     sample = texts[: min(len(texts), 200)]
     print(f"\n{DEFAULT_BACKEND} by batch size ({len(sample)} texts):")
     for bs in (8, 16, 32, 64):
         emb.batch_size = bs
         print(f"  batch {bs:>3}: {rate(emb, sample)[0]:.1f} texts/s")
-    emb.batch_size = config["embed.batch_size"]
+    emb.batch_size = config.embed.batch_size
     shuffled = list(sample)
     unsorted_rate = _unsorted_rate(emb, shuffled)
     print(f"  without sorting by length: {unsorted_rate:.1f} texts/s")
-    one = get_embedder(DEFAULT_BACKEND, config["embed.batch_size"], cache, threads=1)
+    one = get_embedder(DEFAULT_BACKEND, config.embed.batch_size, cache, threads=1)
     print(f"  1 thread: {rate(one, sample)[0]:.1f} texts/s; {os.cpu_count()} threads: {rate(emb, sample)[0]:.1f} texts/s")
     ref_rate = rate(emb, texts)[0]
 
-    capped = OnnxEmbedder(onnx_file(DEFAULT_BACKEND, cache), DEFAULT_BACKEND, config["embed.batch_size"])
+    capped = OnnxEmbedder(onnx_file(DEFAULT_BACKEND, cache), DEFAULT_BACKEND, config.embed.batch_size)
     capped._tokenizer.enable_truncation(128)  # its own instance: the shared one keeps 256
     per_s, vec128 = rate(capped, texts)
     cos = (vec128 * vectors[DEFAULT_BACKEND]).sum(1)

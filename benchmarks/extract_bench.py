@@ -6,7 +6,7 @@ FOLDER holds one folder per case with ``source.html`` and, when known, ``expecte
 Readability.js output: a second opinion, not ground truth). For every page both systems run in
 the same process on the same decoded HTML:
 
-- aiwatch: ``aiwatch.extract.extract_article`` on a ``Fetched`` record of the bytes;
+- aiwatch: ``aiwatch.articles.extract.extract_article`` on a ``Fetched`` record of the bytes;
 - trafilatura: ``trafilatura.extract(html)`` with its default settings.
 
 For each system it prints the time per page (median and p95, ms), the number of empty results
@@ -33,7 +33,8 @@ from pathlib import Path
 
 import trafilatura
 
-from aiwatch.extract import decode_html, extract_article
+from aiwatch.articles.extract import extract_article
+from aiwatch.articles.page import decode_html
 from aiwatch.http import Fetched
 from aiwatch.text import html_to_text
 

@@ -6,7 +6,7 @@ FOLDER/feeds.tsv lists the files (tab-separated; columns include file, format, e
 and lenient_entries, the number of entries a tolerant parser finds). Every listed file is
 served over HTTP on 127.0.0.1, then:
 
-1. each file is fetched with aiwatch's HTTP client and parsed with ``aiwatch.feeds.parse_feed``
+1. each file is fetched with aiwatch's HTTP client and parsed with ``aiwatch.ingest.parse.parse_feed``
    on its own, so that an exception escaping aiwatch is attributed to its file ("crashed");
 2. all files are ingested together by the real feed stage, ``aiwatch.pipeline.fetch_feeds``,
    with article fetching off (no page is fetched, no model is loaded), into a temporary DuckDB
@@ -27,19 +27,19 @@ import argparse
 import csv
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from aiwatch.config import SETTINGS_BY_KEY, FeedSpec, load_config
+from aiwatch.config import FeedSpec, load_config
 from aiwatch.errors import AiwatchError, FeedError, FetchError
-from aiwatch.feeds import FEED_ACCEPT, parse_feed
 from aiwatch.http import HttpClient
-from aiwatch.pipeline import fetch_feeds, start_run
+from aiwatch.ingest.parse import FEED_ACCEPT, parse_feed
+from aiwatch.ingest.stage import fetch_feeds
+from aiwatch.localserver import LocalServer
+from aiwatch.pipeline import start_run
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "feeds"
@@ -57,29 +57,16 @@ class Result:
     seconds: float = 0.0
 
 
-def serve(files: dict[str, Path]) -> ThreadingHTTPServer:
-    """Serve ``files`` (URL path -> file) on 127.0.0.1 in a daemon thread."""
+def serve(files: dict[str, Path]) -> LocalServer:
+    """Serve ``files`` (URL path -> file) on 127.0.0.1 (aiwatch's own local server)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (the stdlib's name)
-            path = files.get(unquote(urlsplit(self.path).path))
-            if path is None:
-                self.send_error(404)
-                return
-            body = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"))
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def site(raw_path: str) -> tuple[bytes, str] | None:
+        path = files.get(unquote(urlsplit(raw_path).path))
+        if path is None:
+            return None
+        return path.read_bytes(), CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+    return LocalServer(site=site).start()
 
 
 def parse_each(results: dict[str, Result], urls: dict[str, str], config) -> None:
@@ -139,14 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     results = {row["file"]: Result(row["file"], int(row.get("lenient_entries") or 0)) for row in rows}
 
     server = serve(files)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base = server.base_url
     urls = {row["file"]: base + "/" + quote(row["file"]) for row in rows}
     try:
         with tempfile.TemporaryDirectory(prefix="aiwatch-feeds-bench-") as tmp:
             settings = {"storage.database": str(Path(tmp) / "bench.duckdb"), "fetch.articles": False,
-                        "fetch.allow_private_addresses": True, "digest.dir": tmp}
-            if "fetch.host_delay" in SETTINGS_BY_KEY:  # every file is on one host: no politeness gap
-                settings["fetch.host_delay"] = 0.0
+                        "fetch.allow_private_addresses": True, "digest.dir": tmp,
+                        "fetch.host_delay": 0.0}  # every file is on one host: no politeness gap
             config = load_config(None).replace(**settings).with_feeds(
                 tuple(FeedSpec(url, file) for file, url in urls.items()))
             started = time.perf_counter()
@@ -156,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             problem = ingest(results, urls, config)
             stage_seconds = time.perf_counter() - stage_started
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
     width = max(len(f) for f in results)
     for r in results.values():

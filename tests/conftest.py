@@ -35,7 +35,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 @pytest.fixture(scope="session")
 def embedder():
-    from aiwatch.embed import get_embedder
+    from aiwatch.relevance.embed import get_embedder
     return get_embedder()
 
 
@@ -54,8 +54,10 @@ def route_server():
 def local_config(db: Path, feeds: list[dict] | list[FeedSpec], **settings) -> Config:
     """Default themes and settings, a database in a test folder, local addresses allowed."""
     base = load_config(None)
+    # no retries: a test of retrying says so (pipeline tests would otherwise sleep through backoffs)
     merged = {"storage.database": str(db), "digest.dir": str(db.parent),
-              "fetch.allow_private_addresses": True, "fetch.timeout": 5.0, "fetch.host_delay": 0.0}
+              "fetch.allow_private_addresses": True, "fetch.timeout": 5.0, "fetch.host_delay": 0.0,
+              "fetch.retries": 0}
     merged.update(settings)
     specs = tuple(f if isinstance(f, FeedSpec) else FeedSpec(f["url"], f.get("name")) for f in feeds)
     return base.replace(**merged).with_feeds(specs)

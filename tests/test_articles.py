@@ -8,9 +8,10 @@ from conftest import local_config
 from routes import Response, rss
 
 from aiwatch.cli import main
-from aiwatch.dates import choose_published
-from aiwatch.digest import collect_digest
-from aiwatch.pipeline import run_pipeline, same_site_canonical
+from aiwatch.articles.dates import choose_published
+from aiwatch.report.digest import collect_digest
+from aiwatch.articles.page import Page
+from aiwatch.pipeline import run_pipeline
 from aiwatch.store import Store
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
@@ -49,10 +50,9 @@ def test_date_rule():
 
 
 def test_same_site_canonical_only():
-    head = b'<link rel="canonical" href="/story?id=1&utm_source=x">'
-    assert same_site_canonical(head, "https://www.news.example/amp/story") == "https://www.news.example/story?id=1"
-    assert same_site_canonical(b'<link rel="canonical" href="https://other.example/x">',
-                               "https://news.example/a") is None
+    head = '<html><head><link rel="canonical" href="/story?id=1&utm_source=x"></head><body></body></html>'
+    assert Page("https://www.news.example/amp/story", head).canonical == "https://www.news.example/story?id=1"
+    assert Page("https://news.example/a", '<link rel="canonical" href="https://other.example/x">').canonical is None
 
 
 def test_misleading_future_date_and_tracking_urls_from_two_feeds(route_server, tmp_path, embedder):
@@ -136,7 +136,7 @@ WIRE = ("Officials in Seoul said on Wednesday that makers of high-bandwidth memo
 
 
 def test_wire_copies_with_small_edits_are_linked_to_the_earliest(route_server, tmp_path, embedder):
-    from aiwatch.dedup import shingles, signature, similarity
+    from aiwatch.articles.dedup import shingles, signature, similarity
     copy = "SEOUL (Wire) - " + WIRE + " The ministry did not say how many licences it expects to issue."
     exact = len(shingles(WIRE) & shingles(copy)) / len(shingles(WIRE) | shingles(copy))
     assert exact >= 0.8 and similarity(signature(WIRE), signature(copy)) >= 0.8

@@ -13,10 +13,12 @@ from conftest import local_config
 from routes import Response, page, rss
 
 from aiwatch.cli import main
-from aiwatch.embed import get_embedder, model_id
+from aiwatch.relevance.embed import get_embedder, model_id
 from aiwatch.errors import AiwatchError
-from aiwatch.pipeline import _place_in_stories, interleave_hosts, run_pipeline
-from aiwatch.records import FeedEntry
+from aiwatch.articles.stage import interleave_hosts
+from aiwatch.pipeline import run_pipeline
+from aiwatch.records import FeedEntry, StoryCandidate
+from aiwatch.relevance.stories import place_in_stories
 from aiwatch.store import Store
 
 TEXTS = [
@@ -127,14 +129,15 @@ def test_story_placement_in_blocks_matches_one_at_a_time():
     todo = []
     for i in range(40):
         v = centres[i % 6] + 0.15 * rng.standard_normal(384).astype(np.float32)
-        todo.append((f"a{i:02d}", f"headline {i % 6}", base + timedelta(hours=i * 3), v / np.linalg.norm(v)))
-    one_by_one = _place_in_stories(todo, [], 72 * 3600, 0.85, block=1)
-    blocked = _place_in_stories(todo, [], 72 * 3600, 0.85, block=16)
+        todo.append(StoryCandidate(f"a{i:02d}", f"headline {i % 6}", base + timedelta(hours=i * 3),
+                                   v / np.linalg.norm(v)))
+    one_by_one = place_in_stories(todo, [], 72 * 3600, 0.85, block=1)
+    blocked = place_in_stories(todo, [], 72 * 3600, 0.85, block=16)
     assert blocked == one_by_one
-    stories = {s for _, s, _ in blocked}
+    stories = {p.story_id for p in blocked}
     assert 6 <= len(stories) < 40  # copies joined, and the 72 h window split the long-running ones
-    late = [(a, s) for a, s, _ in blocked if a == "a39"][0]
-    assert late[1] != "a03"  # 108 h after its centre's first article: outside the window
+    late = next(p for p in blocked if p.article_id == "a39")
+    assert late.story_id != "a03"  # 108 h after its centre's first article: outside the window
 
 
 def test_run_records_stage_times_and_memory(route_server, tmp_path, embedder):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aiwatch.config import load_config
-from aiwatch.evaluate import ItemScorer, evaluate, load_labels
+from aiwatch.relevance.evaluate import ItemScorer, evaluate, load_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 CHALLENGE = ROOT / "tests" / "data" / "challenge"

@@ -16,8 +16,8 @@ import pytest
 from routes import Response
 
 from aiwatch.config import load_config
-from aiwatch.delivery import build_email, deliver, retry_failed
-from aiwatch.digest import collect_digest, record_digest, render_html, render_markdown, write_digest_files
+from aiwatch.report.delivery import build_email, deliver, retry_failed
+from aiwatch.report.digest import collect_digest, record_digest, render_html, render_markdown, write_digest_files
 from aiwatch.store import Store
 
 NOW = datetime.now(timezone.utc)

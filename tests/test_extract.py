@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from aiwatch.extract import (
+from aiwatch.articles.extract import (
     Extracted, extract_article, headline_line_share, looks_like_consent_wall,
     looks_like_paywall_teaser, rejection_reason, strip_leading_title,
 )

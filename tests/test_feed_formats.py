@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from routes import Response
 
 from aiwatch.errors import FeedError
-from aiwatch.feedbody import MAX_DECOMPRESSED_BYTES, decode_body, prepare_xml
-from aiwatch.feeds import parse_feed
+from aiwatch.ingest.body import MAX_DECOMPRESSED_BYTES, decode_body, prepare_xml
+from aiwatch.ingest.parse import parse_feed
 from aiwatch.http import Fetched, HttpClient
 
 FEED_URL = "http://feeds.example/news/feed.xml"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,12 +11,15 @@ from routes import Response, page, rss
 
 from aiwatch.cli import main
 from aiwatch.config import FeedSpec, load_config
-from aiwatch.digest import feed_health_report
+from aiwatch.report.digest import feed_health_report
 from aiwatch.errors import AiwatchError, BlockedURLError, FetchError
-from aiwatch.http import HttpClient
-from aiwatch.pipeline import fetch_articles, fetch_feeds, run_pipeline, start_run
+from aiwatch.http import HostGate, HttpClient
+from aiwatch.articles.stage import fetch_articles
+from aiwatch.ingest.robots import RobotsPolicy
+from aiwatch.ingest.stage import fetch_feeds
+from aiwatch.pipeline import run_pipeline, start_run
 from aiwatch.store import Store
-from aiwatch.subscriptions import parse_opml, render_opml
+from aiwatch.ingest.subscriptions import parse_opml, render_opml
 
 T0 = datetime(2026, 11, 20, 7, 0, tzinfo=timezone.utc)
 TEXT = ("The ministry said the licence requirement for advanced accelerators and memory would apply "
@@ -32,7 +34,7 @@ def _health(config):
 
 def test_failing_feed_backs_off_but_is_never_dropped(route_server, tmp_path):
     url = route_server.add("/feed.xml", Response(500, b"down"))
-    config = local_config(tmp_path / "db.duckdb", [{"url": url}], **{"fetch.retries": 0})
+    config = local_config(tmp_path / "db.duckdb", [{"url": url}])
     run_id = start_run(config, T0)
     expected_waits = [12, 24, 48, 96, 168, 168]  # hours: doubling, capped at a week
     now = T0
@@ -126,6 +128,20 @@ def test_robots_txt_disallowed_page_keeps_feed_text(route_server, tmp_path, embe
     assert rows["Public page"][0] == "page"
 
 
+def test_robots_txt_wildcards_and_longest_match(route_server):
+    """RFC 9309: `*` and `$` in paths, and the longest matching rule wins (the standard library's
+    parser got both wrong: `/*.pdf$` blocked nothing, and the Allow below was refused)."""
+    route_server.add("/robots.txt", Response(200, b"User-agent: *\nDisallow: /*.pdf$\nDisallow: /news/\n"
+                                                  b"Allow: /news/public/\n"))
+    with HttpClient(allow_private=True) as client:
+        robots = RobotsPolicy(client)
+        allowed = {path: robots.allowed(route_server.url(path))
+                   for path in ("/report.pdf", "/report.pdf?x=1", "/report.pdfs", "/news/a", "/news/public/b", "/c")}
+    assert allowed == {"/report.pdf": False, "/report.pdf?x=1": True, "/report.pdfs": True, "/news/a": False,
+                       "/news/public/b": True, "/c": True}
+    assert route_server.hits["/robots.txt"] == 1
+
+
 def test_truncated_body_is_a_recorded_failure(route_server):
     url = route_server.add("/cut", Response(200, b"<rss>" + b"x" * 100, declared_length=5000))
     with HttpClient(allow_private=True, retries=0, timeout=3) as c, pytest.raises(FetchError) as err:
@@ -142,33 +158,28 @@ def test_redirect_to_a_private_address_is_refused(route_server):
     assert route_server.hits["/go"] == 1
 
 
-def test_per_host_limits_concurrency_and_spacing(route_server):
-    in_flight, peak, starts = [0], [0], []
-    lock = threading.Lock()
-    original = route_server._httpd.RequestHandlerClass.do_GET
-
-    def counting(handler):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-            starts.append(time.monotonic())
-        try:
-            original(handler)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    route_server._httpd.RequestHandlerClass.do_GET = counting
-    urls = [route_server.add(f"/p{i}", Response(200, b"ok", delay=0.3)) for i in range(6)]
-    with HttpClient(allow_private=True, per_host=2, host_delay=0.1) as c:
+def test_per_host_limits_concurrency(route_server):
+    urls = [route_server.add(f"/p{i}", Response(200, b"ok", delay=0.2)) for i in range(6)]
+    with HttpClient(allow_private=True, per_host=2, host_delay=0) as c:
         threads = [threading.Thread(target=c.fetch, args=(u,)) for u in urls]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    assert peak[0] == 2
-    gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:])]
-    assert min(gaps) >= 0.09  # requests to one host start at least host_delay apart
+    assert route_server.peak_in_flight == 2 and sum(route_server.hits.values()) == 6
+
+
+def test_per_host_spacing_with_an_injected_clock():
+    now, starts = [100.0], []
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    gate = HostGate(limit=2, delay=0.25, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        with gate:
+            starts.append(now[0])
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:])] == [0.25] * 4  # requests start delay apart
 
 
 def test_feeds_add_discovers_a_site_feed(route_server, tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_daily_flow_runs_end_to_end(prefect_harness, corpus_server, embedder, tm
     assert state.is_completed()
     result = state.result()
     assert result.stats.articles_new == 40 and result.stats.feeds_failed == 1
-    themes = {t for t, _, _ in result.flagged}
+    themes = {f.theme for f in result.flagged}
     assert themes == {"chip_sanctions", "llm_pricing", "gov_ai_policy"}
     assert all(p.exists() for p in result.digest_files)
     with Store.open(db, read_only=True) as store:

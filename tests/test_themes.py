@@ -9,11 +9,11 @@ import pytest
 
 from aiwatch.cli import main
 from aiwatch.config import load_config
-from aiwatch.pipeline import score_articles
-from aiwatch.score import ThemeVectors, reads_as_english, score_article, theme_texts
+from aiwatch.relevance.score import score_articles
+from aiwatch.relevance.score import ThemeVectors, reads_as_english, score_article, theme_texts
 from aiwatch.store import Store
 from aiwatch.text import passages
-from aiwatch.themes import Theme
+from aiwatch.relevance.themes import Theme
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 

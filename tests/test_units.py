@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiwatch.errors import FeedError
-from aiwatch.feeds import parse_feed
+from aiwatch.ingest.parse import parse_feed
 from aiwatch.http import Fetched
 from aiwatch.text import content_hash, html_to_text, passages
-from aiwatch.themes import Theme, find_terms
+from aiwatch.relevance.themes import Theme, find_terms
 from aiwatch.urls import canonical_url, url_key
 
 

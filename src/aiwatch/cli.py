@@ -1,27 +1,35 @@
-"""The command line: a thin layer over the library.
+"""The command line: a thin layer over the library, on click.
 
-Library errors become one-line messages and a non-zero exit code; a user mistake never prints
-a traceback. Every command that reads or writes the database takes ``--config PATH``.
+Each command is one small function over one library call, with an example in its help.
+Library errors become one-line messages and a non-zero exit code (2 for an unusable config or
+command line, 1 for a failure); a user mistake never prints a traceback. Every command that
+reads or writes the database, or the config file, takes ``--config PATH``.
 """
 
 from __future__ import annotations
 
-import argparse
+import csv
+import inspect
+import json
 import logging
 import re
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from functools import wraps
 from pathlib import Path
 from typing import Callable
 
+import click
+
 from . import __version__
-from .config import DEFAULT_CONFIG_NAME, FeedSpec, build_config, config_template, load_config
+from .config import DEFAULT_CONFIG_NAME, Config, config_from_document, load_config
 from .errors import AiwatchError, ConfigError
 
 log = logging.getLogger("aiwatch")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CONFIG_HELP = f"config file (default: ./{DEFAULT_CONFIG_NAME} when present, else built-in defaults)"
 
 
 class _OneLine(logging.Formatter):
@@ -46,63 +54,137 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     use_bars(sys.stderr.isatty() and not quiet)
 
 
-def _example(text: str) -> str:
-    return "example:\n" + textwrap.indent(textwrap.dedent(text).strip(), "  ")
+def _epilog(example: str) -> str:
+    # "\b" keeps click from re-wrapping the example lines
+    return "\b\nexample:\n" + textwrap.indent(inspect.cleandoc(example), "  ")
 
 
-def _add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="PATH",
-                   help=f"config file (default: ./{DEFAULT_CONFIG_NAME} when present, else built-in defaults)")
+class _Date(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            d = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"expected a date like 2026-11-20, got {value!r}", param, ctx)
+        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
-def _parse_since(value: str) -> datetime:
-    try:
-        d = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date like 2026-11-20, got {value!r}") from None
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+class _Age(click.ParamType):
+    name = "AGE"
+
+    def convert(self, value, param, ctx) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        m = re.fullmatch(r"(\d+)\s*([dwh]?)", value.strip())
+        if not m:
+            self.fail(f"expected an age like 365d, 12w or 48h, got {value!r}", param, ctx)
+        n, unit = int(m.group(1)), m.group(2) or "d"
+        return timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1))
 
 
-def _print_result(result, out: Callable[[str], None] = print) -> None:
+DATE, AGE = _Date(), _Age()
+
+
+def _command(group: click.Group, name: str, help: str, example: str, *, config: bool = True):
+    """A command of ``group``: --config (unless ``config`` is false), -v and -q accepted after
+    the command too, logging set up before it runs, and its example in the help."""
+    def decorate(fn: Callable) -> click.Command:
+        @wraps(fn)
+        def run(*args, verbose: int = 0, quiet: bool = False, **kwargs):
+            root = click.get_current_context().find_root().params
+            _setup_logging(verbose or root.get("verbose", 0), quiet or root.get("quiet", False))
+            return fn(*args, **kwargs)
+
+        cmd = click.option("-q", "--quiet", is_flag=True, help="only warnings and errors")(run)
+        cmd = click.option("-v", "--verbose", count=True, help="more log output")(cmd)
+        if config:
+            cmd = click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)(cmd)
+        return group.command(name, help=help, epilog=_epilog(example), short_help=help.split(". ")[0])(cmd)
+    return decorate
+
+
+def _config(config_path: str | None) -> Config:
+    return load_config(config_path)
+
+
+def _config_for_edit(config_path: str | None) -> Config:
+    """The config of a command that writes the config file: a missing file is created later."""
+    if config_path and not Path(config_path).exists():
+        return config_from_document({}, path=Path(config_path))
+    return load_config(config_path)
+
+
+def _group_config(config_path: str | None) -> str | None:
+    """A sub-action's --config, else its group's (``aiwatch feeds --config X add URL``)."""
+    return config_path or click.get_current_context().parent.params.get("config_path")
+
+
+@click.group(invoke_without_command=True, epilog=_epilog("aiwatch demo            # the whole pipeline on the "
+                                                         "bundled demo corpus"),
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aiwatch", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", count=True, help="more log output")
+@click.option("-q", "--quiet", is_flag=True, help="only warnings and errors")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> int | None:
+    """Watch news feeds for themes, explain the matches, and write a daily digest."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+        return EXIT_USAGE
+    return None
+
+
+# -- running ------------------------------------------------------------------------------------
+
+def _print_result(result) -> None:
     s = result.stats
-    out(f"run {s.run_id}: {result.status}; feeds {s.feeds_total} "
-        f"({s.feeds_ok} ok, {s.feeds_not_modified} unchanged, {s.feeds_failed} failed"
-        f"{f', {s.feeds_deferred} backing off' if s.feeds_deferred else ''}); "
-        f"{s.articles_new} new articles, {s.articles_failed} page failures; {s.flagged} flagged")
+    click.echo(f"run {s.run_id}: {result.status}; feeds {s.feeds_total} "
+               f"({s.feeds_ok} ok, {s.feeds_not_modified} unchanged, {s.feeds_failed} failed"
+               f"{f', {s.feeds_deferred} backing off' if s.feeds_deferred else ''}); "
+               f"{s.articles_new} new articles, {s.articles_failed} page failures; {s.flagged} flagged")
     if result.flagged:
-        out("flagged:")
-        for theme, title, score in result.flagged:
-            out(f"  [{theme}] {score:.2f}  {title}")
+        click.echo("flagged:")
+        for f in result.flagged:
+            click.echo(f"  [{f.theme}] {f.score:.2f}  {f.title}")
     for path in result.digest_files:
-        out(f"digest: {path}")
+        click.echo(f"digest: {path}")
 
 
-def _run(config_path: str | None, use_prefect: bool, settings: dict | None = None,
-         feeds: list[dict] | None = None):
+def _run(config_path: str | None, use_prefect: bool, settings: dict | None = None, feeds: list[dict] | None = None):
     """Run the job: the Prefect flow in-process (embedded API), or the same stages directly."""
     if use_prefect:
         from .flow import daily
         return daily(config_path=config_path, settings=settings, feeds=feeds)
+    from .config import build_config
     from .pipeline import run_pipeline
     return run_pipeline(build_config(config_path, settings, feeds))
 
 
-# -- commands -----------------------------------------------------------------------------
-
-def cmd_init(args) -> int:
-    path = Path(args.config or DEFAULT_CONFIG_NAME)
-    if path.exists() and not args.force:
+@_command(cli, "init", "Write a commented aiwatch.toml with every setting at its default.",
+          "aiwatch init --config aiwatch.toml", config=False)
+@click.option("--config", "config_path", metavar="PATH", help=f"file to write (default ./{DEFAULT_CONFIG_NAME})")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(config_path: str | None, force: bool) -> int:
+    from .configfile import config_template
+    path = Path(config_path or DEFAULT_CONFIG_NAME)
+    if path.exists() and not force:
         raise ConfigError("--config", f"{path} already exists (use --force to overwrite)")
     path.write_text(config_template(), "utf-8")
-    print(f"wrote {path}: edit [[feeds]] and [[themes]], then run `aiwatch run --config {path}`")
+    click.echo(f"wrote {path}: edit [[feeds]] and [[themes]], then run `aiwatch run --config {path}`")
     return EXIT_OK
 
 
-def cmd_run(args) -> int:
-    config = load_config(args.config)  # validate before starting anything
-    result = _run(args.config, not args.no_prefect)
+@_command(cli, "run", "Run the daily job once over the configured feeds (Prefect flow, in-process).",
+          "aiwatch run --config aiwatch.toml")
+@click.option("--no-prefect", is_flag=True, help="run the same stages without Prefect's embedded API (starts faster)")
+def run(config_path: str | None, no_prefect: bool) -> int:
+    config = _config(config_path)  # validate before starting anything
+    result = _run(config_path, not no_prefect)
     _print_result(result)
-    print(f"database: {config.database}")
+    click.echo(f"database: {config.database}")
     if result.all_feeds_failed:
         log.error("every feed failed; see `aiwatch digest` or the feed_health view")
         return EXIT_FAILED
@@ -112,618 +194,405 @@ def cmd_run(args) -> int:
 DEMO_PORT = 47239  # the demo serves its corpus here when free, so a second demo sees the same URLs
 
 
-def _free_port(preferred: int) -> int:
-    import socket
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-        except OSError:
-            return 0  # taken: any free port
-    return preferred
-
-
-def cmd_demo(args) -> int:
-    from .demo import CorpusServer, demo_feeds, demo_settings
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    settings = demo_settings(out)
-    load_config(args.config).replace(**settings)  # validate before starting anything
-    with CorpusServer(port=_free_port(DEMO_PORT)) as server:
+@_command(cli, "demo", "Run the whole pipeline on the bundled demo corpus, served on 127.0.0.1.",
+          "aiwatch demo --out demo-output")
+@click.option("--out", metavar="DIR", default=".", help="folder for aiwatch.duckdb and the digest (default .)")
+@click.option("--no-prefect", is_flag=True, help="run the stages without Prefect's embedded API")
+def demo(config_path: str | None, out: str, no_prefect: bool) -> int:
+    from .demo import CorpusServer, demo_feeds, demo_settings, free_port
+    folder = Path(out).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    settings = demo_settings(folder)
+    _config(config_path).replace(**settings)  # validate before starting anything
+    with CorpusServer(port=free_port(DEMO_PORT)) as server:
         log.info("serving the demo corpus at %s", server.base_url)
-        result = _run(args.config, not args.no_prefect, settings, demo_feeds(server.base_url))
+        result = _run(config_path, not no_prefect, settings, demo_feeds(server.base_url))
     _print_result(result)
-    print(f"database: {settings['storage.database']}")
-    print("query it: python -c 'import duckdb; duckdb.connect(\"%s\", read_only=True)"
-          ".sql(\"SELECT theme, score, title FROM matches ORDER BY theme, score DESC\").show()'"
-          % settings["storage.database"])
+    click.echo(f"database: {settings['storage.database']}")
+    click.echo("query it: python -c 'import duckdb; duckdb.connect(\"%s\", read_only=True)"
+               ".sql(\"SELECT theme, score, title FROM matches ORDER BY theme, score DESC\").show()'"
+               % settings["storage.database"])
     return EXIT_OK
 
 
-def cmd_digest(args) -> int:
-    from .delivery import deliver
-    from .digest import collect_digest, record_digest, write_digest_files
-    from .store import Store, write_lock
-    config = load_config(args.config)
-    if args.theme and args.theme not in {t.name for t in config.themes}:
-        raise ConfigError("--theme", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database; run `aiwatch run` or `aiwatch demo` first")
-    now = datetime.now(timezone.utc)
-    only_new = not (args.since or args.run)
-    formats = ",".join(args.format) if args.format else config["digest.formats"]
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        with Store.open(config.database, lock_timeout=60) as store:
-            data = collect_digest(store, config, now, run_id=args.run, since=args.since, theme=args.theme,
-                                  only_new=only_new)
-            folder = Path(args.out) if args.out else config.digest_dir
-            files = write_digest_files(data, folder, formats, store, config)
-            if only_new or args.send:
-                record_digest(store, data, files)
-            sent = deliver(store, config, data, now) if args.send else {}
-    for path in files:
-        print(f"digest: {path}")
-    print(f"{data.flagged_total} stor{'ies' if data.flagged_total != 1 else 'y'} ({data.scope})")
-    for channel, ok in sent.items():
-        print(f"{channel}: {'sent' if ok else 'failed (recorded; the next run tries again)'}")
-    if args.send and not sent:
+@_command(cli, "serve", "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
+          "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")
+@click.option("--port", type=int, default=4200, show_default=True,
+              help="port of the local Prefect server started when PREFECT_API_URL is not set")
+def serve(config_path: str | None, port: int) -> int:
+    from .flow import serve as serve_flow
+    _config(config_path)  # validate before starting anything
+    serve_flow(config_path, port=port)
+    return EXIT_OK
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+@_command(cli, "digest", "Write a digest from the database: by default the stories no earlier digest listed.",
+          """aiwatch digest                                   # what is new since the last digest
+          aiwatch digest --since 2026-11-20 --theme llm_pricing --format html
+          aiwatch digest --send                            # and deliver it by email / webhook""")
+@click.option("--run", "run_id", metavar="RUN_ID", help="re-render what one run flagged")
+@click.option("--since", type=DATE, help="everything flagged among articles fetched since DATE (ISO 8601), "
+                                         "sent before or not")
+@click.option("--theme", help="only this theme")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["md", "html", "json", "atom"]),
+              help="format to write (repeatable; default: [digest] formats)")
+@click.option("--send", is_flag=True, help="deliver it by the configured email and webhook")
+@click.option("--out", metavar="DIR", help="folder to write to (default: [digest] dir)")
+def digest(config_path, run_id, since, theme, formats, send, out) -> int:
+    from .ops import writing
+    from .report import write_digest
+    config = _config(config_path)
+    if theme:
+        config.theme(theme)
+    with writing(config):
+        outcome = write_digest(config, run_id, since=since, theme=theme, only_new=not (since or run_id),
+                               formats=",".join(formats) or None, folder=Path(out) if out else None, send=send)
+    for path in outcome.files:
+        click.echo(f"digest: {path}")
+    n = outcome.data.flagged_total
+    click.echo(f"{n} stor{'ies' if n != 1 else 'y'} ({outcome.data.scope})")
+    for channel, ok in outcome.sent.items():
+        click.echo(f"{channel}: {'sent' if ok else 'failed (recorded; the next run tries again)'}")
+    if send and not outcome.sent:
         log.warning("--send: no delivery configured ([digest.email] host and to, or [digest.webhook] url)")
-    return EXIT_OK if all(sent.values()) else EXIT_FAILED
-
-
-def _feed_rows(config) -> list[dict]:
-    from .store import Store
-    state: dict[str, tuple] = {}
-    if config.database.exists():
-        with Store.open(config.database, read_only=True) as store:
-            cols, rows = store.query("SELECT * FROM feed_health")
-            state = {r[0]: dict(zip(cols, r)) for r in rows}
-    out = []
-    for f in config.feeds:
-        row = dict(state.get(f.url) or {"feed_url": f.url, "last_status": "never fetched"})
-        row["name"] = f.name or row.get("title") or ""
-        out.append(row)
-    return out
-
-
-def _when(value) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value else "-"
-
-
-def cmd_feeds(args) -> int:
-    from .http import HttpClient
-    from .subscriptions import add_feeds_to_config, discover_feed, parse_opml, render_opml
-    action = args.feeds_command or "list"
-    config = _load_for_edit(args.config) if action in ("add", "import-opml") else load_config(args.config)
-    if action == "list":
-        rows = _feed_rows(config)
-        print(f"{'status':<14} {'fails':>5}  {'last ok':<16}  {'entries':>7}  {'overlap':>7}  "
-              f"{'next try':<16}  feed")
-        for r in rows:
-            overlap = r.get("last_overlap")
-            print(f"{r.get('last_status') or '-':<14} {r.get('consecutive_failures') or 0:>5}  "
-                  f"{_when(r.get('last_ok_at')):<16}  {r.get('entries_last_fetch') or '-':>7}  "
-                  f"{'-' if overlap is None else f'{overlap:.0%}':>7}  {_when(r.get('next_fetch_at')):<16}  "
-                  f"{(r['name'] + ' ') if r['name'] else ''}{r['feed_url']}")
-            for note in (r.get("last_error"), r.get("last_warning")):
-                if note:
-                    print(f"{'':<14} {'':>5}  {note}")
-        failing = sum(1 for r in rows if r.get("last_status") == "failed")
-        print(f"{len(rows)} feeds, {failing} failing")
-        return EXIT_OK
-    if action == "add":
-        with HttpClient.from_config(config) as client:
-            found = discover_feed(client, args.url)
-        spec = FeedSpec(found.url, args.name or found.title)
-        path, added = add_feeds_to_config(config.path, [spec])
-        if added:
-            print(f"added {found.url} ({found.title or 'untitled'}, {found.entries} entries) to {path}")
-        else:
-            print(f"{found.url} is already in {path}")
-        return EXIT_OK
-    if action == "import-opml":
-        try:
-            data = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise AiwatchError(f"{args.file}: cannot be read: {exc.strerror}") from None
-        feeds = parse_opml(data, args.file)
-        path, added = add_feeds_to_config(config.path, feeds)
-        print(f"imported {len(added)} new feeds of {len(feeds)} in {args.file} into {path}")
-        return EXIT_OK
-    if action == "export-opml":
-        text = render_opml(config.feeds)
-        if args.out:
-            Path(args.out).write_text(text, "utf-8")
-            print(f"wrote {len(config.feeds)} feeds to {args.out}")
-        else:
-            sys.stdout.write(text)
-        return EXIT_OK
-    raise AssertionError(action)
-
-
-def _read_store(config):
-    """A read-only connection; a database made by an older aiwatch is migrated first."""
-    import duckdb
-
-    from .store import Store
-    if config.database.exists():
-        try:
-            pending = Store.pending_migrations(config.database)
-        except duckdb.Error:
-            pending = False  # in use by a writer: the read-only open below waits and explains
-        if pending:
-            Store.open(config.database, lock_timeout=10).close()
-    return Store.open(config.database, read_only=True, lock_timeout=10)
+    return EXIT_OK if all(outcome.sent.values()) else EXIT_FAILED
 
 
 def _print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
     if fmt == "json":
-        import json
-        print(json.dumps([dict(zip(cols, r)) for r in rows], default=str, ensure_ascii=False, indent=1))
+        click.echo(json.dumps([dict(zip(cols, r)) for r in rows], default=str, ensure_ascii=False, indent=1))
     elif fmt == "csv":
-        import csv
         w = csv.writer(sys.stdout)
         w.writerow(cols)
         w.writerows(rows)
     else:
         cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
         widths = [min(60, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(cols)]
-        print("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
-        print("  ".join("-" * w for w in widths))
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
+        click.echo("  ".join("-" * w for w in widths))
         for r in cells:
-            print("  ".join((v if len(v) <= w else v[:w - 1] + "…").ljust(w) for v, w in zip(r, widths)).rstrip())
-        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+            click.echo("  ".join((v if len(v) <= w else v[:w - 1] + "…").ljust(w) for v, w in zip(r, widths)).rstrip())
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
 
 
-def cmd_query(args) -> int:
-    import duckdb
-    config = load_config(args.config)
-    sql = args.sql
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                      show_default=True)
+
+
+@_command(cli, "query", "Run SQL on a read-only connection to the database.",
+          """aiwatch query "SELECT theme, title, score FROM matches ORDER BY score DESC" --format csv
+          aiwatch query @flagged_this_week             # a named query from sql/queries/""")
+@click.argument("sql")
+@FORMAT
+def query(config_path, sql, fmt) -> int:
+    from .ops import reading
+    from .store import named_query
+    config = _config(config_path)
     if sql.startswith("@"):  # a named query: @flagged_this_week, or a file path
-        from .store import migrations_dir
-        named = migrations_dir() / "queries" / f"{sql[1:]}.sql"
-        path = named if named.exists() else Path(sql[1:])
-        try:
-            sql = path.read_text("utf-8")
-        except OSError:
-            raise AiwatchError(f"no named query or file {sql[1:]!r}") from None
-    with _read_store(config) as store:
-        try:
-            cols, rows = store.query(sql)
-        except duckdb.Error as exc:
-            raise AiwatchError(f"query failed: {str(exc).splitlines()[0]}") from None
-    _print_rows(cols, rows, args.format)
+        text = named_query(sql[1:])
+        if text is None:
+            try:
+                text = Path(sql[1:]).read_text("utf-8")
+            except OSError:
+                raise AiwatchError(f"no named query or file {sql[1:]!r}") from None
+        sql = text
+    with reading(config) as store:
+        cols, rows = store.query(sql)
+    _print_rows(cols, rows, fmt)
     return EXIT_OK
 
 
-def cmd_search(args) -> int:
-    from .embed import embedder_for, model_id
-    config = load_config(args.config)
-    with _read_store(config) as store:
-        store.check_model(model_id(config["embed.backend"]))
+@_command(cli, "search", "Semantic search over the stored articles (cosine in DuckDB).",
+          'aiwatch search "memory chips barred from China" --theme chip_sanctions -k 5')
+@click.argument("text")
+@click.option("--theme", help="only articles flagged for this theme")
+@click.option("-k", "k", type=int, default=10, show_default=True, help="how many articles")
+@click.option("--since", type=DATE, help="only articles published since DATE")
+@FORMAT
+def search(config_path, text, theme, k, since, fmt) -> int:
+    from .ops import reading
+    from .relevance.embed import embedder_for, model_id
+    config = _config(config_path)
+    with reading(config) as store:
+        store.check_model(model_id(config.embed.backend))
         embedder = embedder_for(config)
-        vector = embedder.embed([args.text])[0]
-        cols, rows = store.search(vector, embedder.model_id, k=args.k, theme=args.theme, since=args.since)
-    if args.format == "table":
-        for score, title, date, outlet, url, passage in rows:
-            print(f"{score:.3f}  {date}  {title}  ({outlet})\n       {url}")
-        if not rows:
-            print("no matching articles")
+        hits = store.search(embedder.embed([text])[0], embedder.model_id, k=k, theme=theme, since=since)
+    if fmt == "table":
+        for h in hits:
+            click.echo(f"{h.score:.3f}  {h.date}  {h.title}  ({h.outlet})\n       {h.url}")
+        if not hits:
+            click.echo("no matching articles")
     else:
-        _print_rows(cols, rows, args.format)
+        _print_rows(["score", "title", "date", "outlet", "url", "passage"],
+                    [(h.score, h.title, h.date, h.outlet, h.url, h.passage) for h in hits], fmt)
     return EXIT_OK
 
 
-def cmd_export(args) -> int:
-    config = load_config(args.config)
-    out = Path(args.parquet)
-    with _read_store(config) as store:
-        written = store.export_parquet(out)
+@_command(cli, "export", "Export the public views to Parquet, partitioned by month.",
+          "aiwatch export --parquet export/   # then e.g. polars.read_parquet('export/articles/**/*.parquet')")
+@click.option("--parquet", metavar="DIR", required=True, help="folder to write to")
+def export(config_path, parquet) -> int:
+    from .ops import reading
+    with reading(_config(config_path)) as store:
+        written = store.export_parquet(Path(parquet))
     for path in written:
-        print(f"wrote {path}")
+        click.echo(f"wrote {path}")
     return EXIT_OK
 
 
-def _parse_age(value: str):
-    from datetime import timedelta
-    m = re.fullmatch(r"(\d+)\s*([dwh]?)", value.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected an age like 365d, 12w or 48h, got {value!r}")
-    n, unit = int(m.group(1)), m.group(2) or "d"
-    return timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1))
+# -- maintenance --------------------------------------------------------------------------------
 
-
-def cmd_prune(args) -> int:
-    from .store import Store, compact, write_lock
-    config = load_config(args.config)
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database")
-    cutoff = datetime.now(timezone.utc) - args.older_than
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        with Store.open(config.database, lock_timeout=60) as store:
-            counts = store.prune(cutoff)
-        freed = compact(config.database)
+@_command(cli, "prune", "Delete what was fetched before a given age, and compact the file.",
+          "aiwatch prune --older-than 365d")
+@click.option("--older-than", type=AGE, required=True, help="e.g. 365d, 12w or 48h (days when no unit)")
+def prune(config_path, older_than) -> int:
+    from .ops import prune as prune_old
+    cutoff, counts, freed = prune_old(_config(config_path), older_than)
     removed = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
-    print(f"pruned everything fetched before {cutoff:%Y-%m-%d %H:%M} UTC: {removed}; "
-          f"freed {max(freed, 0) / 1e6:.1f} MB")
+    click.echo(f"pruned everything fetched before {cutoff:%Y-%m-%d %H:%M} UTC: {removed}; "
+               f"freed {max(freed, 0) / 1e6:.1f} MB")
     return EXIT_OK
 
 
-def _labelled(args, config):
-    from .evaluate import load_labels
-    items = []
-    for folder in args.labels:
-        items += load_labels(Path(folder))
-    return items
+@_command(cli, "rescore", "Re-score stored articles against the current themes (no fetching, no embedding).",
+          "aiwatch rescore --since 30d --theme llm_pricing")
+@click.option("--since", type=AGE, help="only articles fetched in the last AGE")
+@click.option("--theme", help="only this theme")
+def rescore(config_path, since, theme) -> int:
+    from .ops import rescore as rescore_stored
+    cleared, result = rescore_stored(_config(config_path), theme, since)
+    click.echo(f"re-scored {result.scored} article-theme pairs ({cleared} cleared first); {result.flagged} flagged")
+    return EXIT_OK
 
 
-def _load_for_edit(path: str | None):
-    """The config of a command that writes the config file: a missing file is created later."""
-    from .config import config_from_document
-    if path and not Path(path).exists():
-        return config_from_document({}, path=Path(path))
-    return load_config(path)
+@_command(cli, "reextract", "Extract the stored raw pages again, without fetching them.",
+          "aiwatch reextract --since 30d     # after an upgrade or a change of extraction settings")
+@click.option("--since", type=AGE, help="only pages fetched in the last AGE")
+def reextract(config_path, since) -> int:
+    from .ops import reextract as reextract_pages
+    checked, changed = reextract_pages(_config(config_path), datetime.now(timezone.utc) - since if since else None)
+    click.echo(f"re-extracted {checked} stored pages: {changed} articles changed (re-embedded and re-scored)")
+    return EXIT_OK
 
 
-def cmd_themes(args) -> int:
-    action = args.themes_command or "list"
-    config = _load_for_edit(args.config) if action in ("add", "calibrate") else load_config(args.config)
-    if action == "list":
-        counts: dict[str, int] = {}
-        if config.database.exists():
-            with _read_store(config) as store:
-                counts = dict(store.query("SELECT theme, count(*) FROM matches GROUP BY theme")[1])
-        for t in config.themes:
-            print(f"{t.name:20} version {t.version}  threshold {t.threshold:<5}  flagged {counts.get(t.name, 0):>5}  "
-                  f"examples +{len(t.positive_examples)}/-{len(t.negative_examples)}  terms {len(t.must_have)}"
-                  f"/{len(t.key_terms)}")
-        return EXIT_OK
-    if action == "add":
-        return _themes_add(args, config)
-    from .embed import embedder_for
-    from .evaluate import ItemScorer, calibrate, evaluate, format_report
-    items = _labelled(args, config)
-    if action == "calibrate" and config.database.exists():
-        items += _feedback_items(config)
-    scorer = ItemScorer(items, embedder_for(config), config)
-    if action == "eval":
-        print(format_report(evaluate(scorer, config.themes),
-                            f"{len(items)} labelled items from {', '.join(args.labels)}"))
-        return EXIT_OK
+@_command(cli, "reembed", "Embed the stored articles again with the configured embed.backend, drop the other "
+                          "backends' vectors and re-score.", "aiwatch reembed    # after changing [embed] backend")
+def reembed(config_path) -> int:
+    from .ops import reembed as reembed_all
+    config = _config(config_path)
+    r = reembed_all(config)
+    click.echo(f"embedded {r.embedded} passages with {config.embed.backend}, dropped {r.dropped} vectors of other "
+               f"backends, re-scored {r.scored} article-theme pairs")
+    return EXIT_OK
+
+
+@_command(cli, "feedback", "Record whether a stored article is relevant for a theme.",
+          "aiwatch feedback https://example.com/story llm_pricing --no")
+@click.argument("url")
+@click.argument("theme")
+@click.option("--yes/--no", "relevant", required=True, default=None,
+              help="the article is (--yes) or is not (--no) on the theme")
+def feedback(config_path, url, theme, relevant) -> int:
+    from .ops import record_feedback
+    found = record_feedback(_config(config_path), url, theme, relevant)
+    click.echo(f"recorded: {found.title!r} is {'relevant' if relevant else 'not relevant'} for {theme}; "
+               "it is used as an example from the next run on")
+    return EXIT_OK
+
+
+# -- feeds ----------------------------------------------------------------------------------------
+
+@cli.group("feeds", invoke_without_command=True, epilog=_epilog(
+    """aiwatch feeds                                   # health of every feed
+    aiwatch feeds add https://example.com/news      # a feed, or a site that links to one
+    aiwatch feeds import-opml subscriptions.opml
+    aiwatch feeds export-opml --out feeds.opml"""),
+           short_help="List the feeds with their health; add, import or export feeds.")
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+@click.pass_context
+def feeds(ctx: click.Context, config_path: str | None) -> int | None:
+    """List the feeds with their health; add, import or export feeds."""
+    if ctx.invoked_subcommand is None:
+        return ctx.invoke(feeds_list, config_path=config_path)
+    return None
+
+
+def _when(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value else "-"
+
+
+@_command(feeds, "list", "Every feed with its health (the default).", "aiwatch feeds list")
+def feeds_list(config_path) -> int:
+    from .ops import feed_rows
+    rows = feed_rows(_config(_group_config(config_path)))
+    click.echo(f"{'status':<14} {'fails':>5}  {'last ok':<16}  {'entries':>7}  {'overlap':>7}  {'next try':<16}  feed")
+    for r in rows:
+        overlap = r.get("last_overlap")
+        click.echo(f"{r.get('last_status') or '-':<14} {r.get('consecutive_failures') or 0:>5}  "
+                   f"{_when(r.get('last_ok_at')):<16}  {r.get('entries_last_fetch') or '-':>7}  "
+                   f"{'-' if overlap is None else f'{overlap:.0%}':>7}  {_when(r.get('next_fetch_at')):<16}  "
+                   f"{(r['name'] + ' ') if r['name'] else ''}{r['feed_url']}")
+        for note in (r.get("last_error"), r.get("last_warning")):
+            if note:
+                click.echo(f"{'':<14} {'':>5}  {note}")
+    failing = sum(1 for r in rows if r.get("last_status") == "failed")
+    click.echo(f"{len(rows)} feeds, {failing} failing")
+    return EXIT_OK
+
+
+@_command(feeds, "add", "Add a feed by its URL, or a site URL whose page links to its feed.",
+          "aiwatch feeds add https://example.com/news --name 'Example News'")
+@click.argument("url")
+@click.option("--name", help="outlet name shown in the digest (default: the feed's title)")
+def feeds_add(config_path, url, name) -> int:
+    from .ops import add_feed
+    found, path, added = add_feed(_config_for_edit(_group_config(config_path)), url, name)
+    if added:
+        click.echo(f"added {found.url} ({found.title or 'untitled'}, {found.entries} entries) to {path}")
+    else:
+        click.echo(f"{found.url} is already in {path}")
+    return EXIT_OK
+
+
+@_command(feeds, "import-opml", "Add the feeds of an OPML file.", "aiwatch feeds import-opml subscriptions.opml")
+@click.argument("file")
+def feeds_import_opml(config_path, file) -> int:
+    from .ops import import_opml
+    listed, added, path = import_opml(_config_for_edit(_group_config(config_path)), file)
+    click.echo(f"imported {len(added)} new feeds of {len(listed)} in {file} into {path}")
+    return EXIT_OK
+
+
+@_command(feeds, "export-opml", "Write the configured feeds as OPML (stdout, or --out FILE).",
+          "aiwatch feeds export-opml --out feeds.opml")
+@click.option("--out", metavar="FILE")
+def feeds_export_opml(config_path, out) -> int:
+    from .ingest.subscriptions import render_opml
+    config = _config(_group_config(config_path))
+    text = render_opml(config.feeds)
+    if out:
+        Path(out).write_text(text, "utf-8")
+        click.echo(f"wrote {len(config.feeds)} feeds to {out}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+# -- themes ---------------------------------------------------------------------------------------
+
+@cli.group("themes", invoke_without_command=True, epilog=_epilog(
+    """aiwatch themes                                      # each theme's version, threshold, flags
+    aiwatch themes eval --labels ../shared/data/relevance-dev
+    aiwatch themes calibrate --labels my-labels/ --precision chip_sanctions=0.9
+    aiwatch themes add hbm_supply --from-file example-article.html"""),
+           short_help="List, evaluate, calibrate and add themes.")
+@click.option("--config", "config_path", metavar="PATH", help=CONFIG_HELP)
+@click.pass_context
+def themes(ctx: click.Context, config_path: str | None) -> int | None:
+    """List, evaluate, calibrate and add themes."""
+    if ctx.invoked_subcommand is None:
+        return ctx.invoke(themes_list, config_path=config_path)
+    return None
+
+
+@_command(themes, "list", "Each theme with its version, threshold and flagged count (the default).",
+          "aiwatch themes list")
+def themes_list(config_path) -> int:
+    from .ops import reading
+    config = _config(_group_config(config_path))
+    counts: dict[str, int] = {}
+    if config.database.exists():
+        with reading(config) as store:
+            counts = store.flagged_counts()
+    for t in config.themes:
+        click.echo(f"{t.name:20} version {t.version}  threshold {t.threshold:<5}  flagged {counts.get(t.name, 0):>5}  "
+                   f"examples +{len(t.positive_examples)}/-{len(t.negative_examples)}  terms {len(t.must_have)}"
+                   f"/{len(t.key_terms)}")
+    return EXIT_OK
+
+
+LABELS = click.option("--labels", metavar="DIR", multiple=True, required=True,
+                      help="folder with items.jsonl and labels.jsonl (repeatable)")
+
+
+@_command(themes, "eval", "Precision, recall and F1 per theme against keyword and description baselines.",
+          "aiwatch themes eval --labels ../shared/data/relevance-dev")
+@LABELS
+def themes_eval(config_path, labels) -> int:
+    from .ops import item_scorer, labelled_items
+    from .relevance.evaluate import evaluate, format_report
+    config = _config(_group_config(config_path))
+    items = labelled_items(config, labels)
+    click.echo(format_report(evaluate(item_scorer(config, items), config.themes),
+                             f"{len(items)} labelled items from {', '.join(labels)}"))
+    return EXIT_OK
+
+
+@_command(themes, "calibrate", "Choose each theme's threshold on labelled items (and your feedback) and write "
+                               "it to the config.",
+          "aiwatch themes calibrate --labels my-labels/ --precision chip_sanctions=0.9")
+@LABELS
+@click.option("--precision", metavar="THEME=P", multiple=True,
+              help="a precision target for a theme instead of the best F1 (repeatable)")
+@click.option("--dry-run", is_flag=True, help="print the thresholds, write nothing")
+def themes_calibrate(config_path, labels, precision, dry_run) -> int:
+    from .ops import calibrate_thresholds
+    config = _config_for_edit(_group_config(config_path))
     targets = {}
-    for spec in args.precision or []:
+    for spec in precision:
         theme, _, value = spec.partition("=")
         try:
             targets[theme] = float(value)
         except ValueError:
             raise ConfigError("--precision", f"expected THEME=0.9, got {spec!r}") from None
-    thresholds = calibrate(scorer, config.themes, targets)
+    thresholds, path = calibrate_thresholds(config, labels, targets, write=not dry_run)
     for t in config.themes:
         if t.name in thresholds:
             goal = f"precision >= {targets[t.name]}" if t.name in targets else "best F1"
-            print(f"{t.name:20} {t.threshold} -> {thresholds[t.name]}  ({goal})")
+            click.echo(f"{t.name:20} {t.threshold} -> {thresholds[t.name]}  ({goal})")
         else:
-            print(f"{t.name:20} {t.threshold} (no positive and negative labels: unchanged)")
-    if args.dry_run:
-        return EXIT_OK
-    from .config import set_theme_thresholds
-    path = config.path or Path(DEFAULT_CONFIG_NAME)
-    set_theme_thresholds(path, config.themes, thresholds)
-    print(f"wrote the thresholds to {path}; `aiwatch rescore` applies them to stored articles")
+            click.echo(f"{t.name:20} {t.threshold} (no positive and negative labels: unchanged)")
+    if path is not None:
+        click.echo(f"wrote the thresholds to {path}; `aiwatch rescore` applies them to stored articles")
     return EXIT_OK
 
 
-def _feedback_items(config):
-    """The user's feedback as labelled items for calibration."""
-    from .evaluate import LabelledItem
-    with _read_store(config) as store:
-        rows = store.query("""SELECT a.article_id, a.title, a.text, a.feed_url, f.theme, f.relevant
-                              FROM core.feedback f JOIN core.articles a USING (article_id)""")[1]
-    return [LabelledItem(aid, title or "", text or "", feed, {theme: 2 if ok else 0})
-            for aid, title, text, feed, theme, ok in rows]
-
-
-def _themes_add(args, config) -> int:
-    from .config import theme_toml, write_out_themes
-    from .propose import propose_theme
-    if bool(args.from_file) == bool(args.from_url):
-        raise ConfigError("themes add", "give exactly one of --from-file FILE or --from-url URL")
-    if any(t.name == args.name for t in config.themes):
-        raise ConfigError("themes add", f"a theme named {args.name!r} exists already")
-    if args.from_url:
-        from .extract import extract_article
-        from .http import HttpClient
-        with HttpClient.from_config(config) as client:
-            fetched = client.fetch(args.from_url)
-        got = extract_article(fetched)
-        if got is None:
-            raise AiwatchError(f"{args.from_url}: no article text could be extracted")
-        title, text = got.title or "", got.text
-    else:
-        try:
-            raw = Path(args.from_file).read_bytes()
-        except OSError as exc:
-            raise AiwatchError(f"{args.from_file}: cannot be read: {exc.strerror}") from None
-        if raw.lstrip()[:1] == b"<":
-            from .extract import extract_article
-            from .http import Fetched
-            got = extract_article(Fetched(args.from_file, args.from_file, 200, {}, raw))
-            if got is None:
-                raise AiwatchError(f"{args.from_file}: no article text could be extracted")
-            title, text = got.title or "", got.text
-        else:
-            body = raw.decode("utf-8", errors="replace").strip()
-            title, _, text = body.partition("\n")
-    theme = propose_theme(args.name, title, text or title)
-    block = "\n".join(["", f"# Proposed by `aiwatch themes add` from {args.from_file or args.from_url}:",
-                        "# edit the description, examples and terms, then calibrate the threshold."]
-                       + theme_toml(theme))
-    path = config.path or Path(DEFAULT_CONFIG_NAME)
-    if not path.exists():
-        path.write_text(config_template(), "utf-8")
-    else:
-        write_out_themes(path, config.themes, "The themes in use, written out when a theme was added.")
-    path.write_text(path.read_text("utf-8").rstrip("\n") + "\n" + block + "\n", "utf-8")
-    print(block.strip())
-    print(f"\nadded theme {args.name!r} to {path}; the next run scores every stored article against it")
+@_command(themes, "add", "Propose a theme from an example article and add it to the config for you to edit.",
+          "aiwatch themes add hbm_supply --from-file example-article.html")
+@click.argument("name")
+@click.option("--from-file", metavar="FILE", help="an article as text (title on the first line) or HTML")
+@click.option("--from-url", metavar="URL")
+def themes_add(config_path, name, from_file, from_url) -> int:
+    from .configfile import theme_toml
+    from .ops import add_theme
+    theme, path = add_theme(_config_for_edit(_group_config(config_path)), name, from_file=from_file,
+                            from_url=from_url)
+    click.echo(theme_toml(theme).strip())
+    click.echo(f"\nadded theme {name!r} to {path}; the next run scores every stored article against it")
     return EXIT_OK
 
 
-def cmd_rescore(args) -> int:
-    from .pipeline import score_articles, utcnow
-    from .store import Store, write_lock
-    config = load_config(args.config)
-    themes = [t for t in config.themes if not args.theme or t.name == args.theme]
-    if not themes:
-        raise ConfigError("--theme", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database")
-    since = datetime.now(timezone.utc) - args.since if args.since else None
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        with Store.open(config.database, lock_timeout=60) as store:
-            cleared = sum(store.clear_scores(t, since) for t in themes)
-        result = score_articles(config, "rescore-" + utcnow().strftime("%Y%m%dT%H%M%SZ"),
-                                only=[t.name for t in themes])
-    print(f"re-scored {result.scored} article-theme pairs ({cleared} cleared first); {result.flagged} flagged")
-    return EXIT_OK
-
-
-def cmd_reembed(args) -> int:
-    from .pipeline import reembed
-    from .store import write_lock
-    config = load_config(args.config)
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database")
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        embedded, dropped, scored = reembed(config)
-    print(f"embedded {embedded} passages with {config['embed.backend']}, dropped {dropped} vectors of other "
-          f"backends, re-scored {scored} article-theme pairs")
-    return EXIT_OK
-
-
-def cmd_reextract(args) -> int:
-    from .pipeline import reextract
-    from .store import write_lock
-    config = load_config(args.config)
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database")
-    since = datetime.now(timezone.utc) - args.since if args.since else None
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        checked, changed = reextract(config, since)
-    print(f"re-extracted {checked} stored pages: {changed} articles changed (re-embedded and re-scored)")
-    return EXIT_OK
-
-
-def cmd_feedback(args) -> int:
-    from .pipeline import utcnow
-    from .store import Store, write_lock
-    config = load_config(args.config)
-    if args.theme not in {t.name for t in config.themes}:
-        raise ConfigError("THEME", f"no theme named {args.theme!r} (known: {', '.join(t.name for t in config.themes)})")
-    if not config.database.exists():
-        raise AiwatchError(f"{config.database}: no such database")
-    with write_lock(config.database, config["storage.lock_timeout"]):
-        with Store.open(config.database, lock_timeout=60) as store:
-            found = store.article_for_url(args.url)
-            if found is None:
-                raise AiwatchError(f"{args.url}: no stored article has this URL")
-            store.record_feedback(found[0], args.theme, args.yes, utcnow())
-    verdict = "relevant" if args.yes else "not relevant"
-    print(f"recorded: {found[1]!r} is {verdict} for {args.theme}; it is used as an example from the next run on")
-    return EXIT_OK
-
-
-def cmd_serve(args) -> int:
-    from .flow import serve
-    load_config(args.config)  # validate before starting anything
-    serve(args.config, port=args.port)
-    return EXIT_OK
-
-
-# -- parser -------------------------------------------------------------------------------
-
-def _actions(parser: argparse.ArgumentParser, dest: str):
-    """Sub-actions of a command (`aiwatch feeds add ...`); each takes --config too."""
-    sub = parser.add_subparsers(dest=dest, metavar="ACTION")
-
-    def add_action(name: str, help: str) -> argparse.ArgumentParser:
-        action = sub.add_parser(name, help=help, description=help)
-        action.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                            help="config file (default: ./aiwatch.toml when present)")
-        return action
-    return add_action
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aiwatch",
-        description="Watch news feeds for themes, explain the matches, and write a daily digest.",
-        epilog=_example("aiwatch demo            # the whole pipeline on the bundled demo corpus"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"aiwatch {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    def add(name: str, func, help: str, example: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, epilog=_example(example),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.set_defaults(func=func)
-        # accepted after the command too: `aiwatch run -q`
-        p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="only warnings and errors")
-        return p
-
-    p = add("init", cmd_init, "Write a commented aiwatch.toml with every setting at its default.",
-            "aiwatch init --config aiwatch.toml")
-    p.add_argument("--config", metavar="PATH", help=f"file to write (default ./{DEFAULT_CONFIG_NAME})")
-    p.add_argument("--force", action="store_true", help="overwrite an existing file")
-
-    p = add("run", cmd_run, "Run the daily job once over the configured feeds (Prefect flow, in-process).",
-            "aiwatch run --config aiwatch.toml")
-    _add_config(p)
-    p.add_argument("--no-prefect", action="store_true",
-                   help="run the same stages without Prefect's embedded API (starts faster)")
-
-    p = add("demo", cmd_demo, "Run the whole pipeline on the bundled demo corpus, served on 127.0.0.1.",
-            "aiwatch demo --out demo-output")
-    _add_config(p)
-    p.add_argument("--out", metavar="DIR", default=".", help="folder for aiwatch.duckdb and the digest (default .)")
-    p.add_argument("--no-prefect", action="store_true", help="run the stages without Prefect's embedded API")
-
-    p = add("digest", cmd_digest, "Write a digest from the database: by default the stories no earlier "
-                                  "digest listed.",
-            """aiwatch digest                                   # what is new since the last digest
-            aiwatch digest --since 2026-11-20 --theme llm_pricing --format html
-            aiwatch digest --send                            # and deliver it by email / webhook""")
-    _add_config(p)
-    p.add_argument("--run", metavar="RUN_ID", help="re-render what one run flagged")
-    p.add_argument("--since", metavar="DATE", type=_parse_since,
-                   help="everything flagged among articles fetched since DATE (ISO 8601), sent before or not")
-    p.add_argument("--theme", help="only this theme")
-    p.add_argument("--format", action="append", choices=("md", "html", "json", "atom"),
-                   help="format to write (repeatable; default: [digest] formats)")
-    p.add_argument("--send", action="store_true", help="deliver it by the configured email and webhook")
-    p.add_argument("--out", metavar="DIR", help="folder to write to (default: [digest] dir)")
-
-    p = add("feeds", cmd_feeds, "List the feeds with their health; add, import or export feeds.",
-            """aiwatch feeds                                   # health of every feed
-            aiwatch feeds add https://example.com/news      # a feed, or a site that links to one
-            aiwatch feeds import-opml subscriptions.opml
-            aiwatch feeds export-opml --out feeds.opml""")
-    _add_config(p)
-    fadd = _actions(p, "feeds_command")
-
-    fadd("list", "every feed with its health (the default)")
-    fp = fadd("add", "add a feed by its URL, or a site URL whose page links to its feed")
-    fp.add_argument("url")
-    fp.add_argument("--name", help="outlet name shown in the digest (default: the feed's title)")
-    fp = fadd("import-opml", "add the feeds of an OPML file")
-    fp.add_argument("file")
-    fp = fadd("export-opml", "write the configured feeds as OPML (stdout, or --out FILE)")
-    fp.add_argument("--out", metavar="FILE")
-
-    p = add("query", cmd_query, "Run SQL on a read-only connection to the database.",
-            """aiwatch query "SELECT theme, title, score FROM matches ORDER BY score DESC" --format csv
-            aiwatch query @flagged_this_week             # a named query from sql/queries/""")
-    _add_config(p)
-    p.add_argument("sql", help="SQL text, or @NAME for a named query in sql/queries/ (or @path/to/file.sql)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-
-    p = add("search", cmd_search, "Semantic search over the stored articles (cosine in DuckDB).",
-            'aiwatch search "memory chips barred from China" --theme chip_sanctions -k 5')
-    _add_config(p)
-    p.add_argument("text")
-    p.add_argument("--theme", help="only articles flagged for this theme")
-    p.add_argument("-k", type=int, default=10, help="how many articles (default 10)")
-    p.add_argument("--since", type=_parse_since, metavar="DATE", help="only articles published since DATE")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-
-    p = add("export", cmd_export, "Export the public views to Parquet, partitioned by month.",
-            "aiwatch export --parquet export/   # then e.g. polars.read_parquet('export/articles/**/*.parquet')")
-    _add_config(p)
-    p.add_argument("--parquet", metavar="DIR", required=True, help="folder to write to")
-
-    p = add("prune", cmd_prune, "Delete what was fetched before a given age, and compact the file.",
-            "aiwatch prune --older-than 365d")
-    _add_config(p)
-    p.add_argument("--older-than", metavar="AGE", type=_parse_age, required=True,
-                   help="e.g. 365d, 12w or 48h (days when no unit)")
-
-    p = add("themes", cmd_themes, "List, evaluate, calibrate and add themes.",
-            """aiwatch themes                                      # each theme's version, threshold, flags
-            aiwatch themes eval --labels ../shared/data/relevance-dev
-            aiwatch themes calibrate --labels my-labels/ --precision chip_sanctions=0.9
-            aiwatch themes add hbm_supply --from-file example-article.html""")
-    _add_config(p)
-    tadd = _actions(p, "themes_command")
-
-    tadd("list", "each theme with its version, threshold and flagged count (the default)")
-    tp = tadd("eval", "precision, recall and F1 per theme against keyword and description baselines")
-    tp.add_argument("--labels", metavar="DIR", action="append", required=True,
-                    help="folder with items.jsonl and labels.jsonl (repeatable)")
-    tp = tadd("calibrate", "choose each theme's threshold on labelled items (and your feedback) "
-                           "and write it to the config")
-    tp.add_argument("--labels", metavar="DIR", action="append", required=True)
-    tp.add_argument("--precision", metavar="THEME=P", action="append",
-                    help="a precision target for a theme instead of the best F1 (repeatable)")
-    tp.add_argument("--dry-run", action="store_true", help="print the thresholds, write nothing")
-    tp = tadd("add", "propose a theme from an example article and add it to the config for you to edit")
-    tp.add_argument("name")
-    tp.add_argument("--from-file", metavar="FILE", help="an article as text (title on the first line) or HTML")
-    tp.add_argument("--from-url", metavar="URL")
-
-    p = add("rescore", cmd_rescore, "Re-score stored articles against the current themes (no fetching, "
-                                    "no embedding).", "aiwatch rescore --since 30d --theme llm_pricing")
-    _add_config(p)
-    p.add_argument("--since", type=_parse_age, metavar="AGE", help="only articles fetched in the last AGE")
-    p.add_argument("--theme", help="only this theme")
-
-    p = add("reextract", cmd_reextract, "Extract the stored raw pages again, without fetching them.",
-            "aiwatch reextract --since 30d     # after an upgrade or a change of extraction settings")
-    _add_config(p)
-    p.add_argument("--since", type=_parse_age, metavar="AGE", help="only pages fetched in the last AGE")
-
-    p = add("reembed", cmd_reembed, "Embed the stored articles again with the configured embed.backend, "
-                                    "drop the other backends' vectors and re-score.",
-            "aiwatch reembed    # after changing [embed] backend")
-    _add_config(p)
-
-    p = add("feedback", cmd_feedback, "Record whether a stored article is relevant for a theme.",
-            "aiwatch feedback https://example.com/story llm_pricing --no")
-    _add_config(p)
-    p.add_argument("url")
-    p.add_argument("theme")
-    verdict = p.add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--yes", dest="yes", action="store_true", help="the article is on the theme")
-    verdict.add_argument("--no", dest="yes", action="store_false", help="the article is not on the theme")
-
-    p = add("serve", cmd_serve, "Serve the daily flow as a Prefect deployment on the config's cron schedule.",
-            "aiwatch serve --config aiwatch.toml   # runs until Ctrl-C")
-    _add_config(p)
-    p.add_argument("--port", type=int, default=4200,
-                   help="port of the local Prefect server started when PREFECT_API_URL is not set")
-    return parser
-
+# -- entry point ------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
-    _setup_logging(args.verbose, args.quiet)
     try:
-        return args.func(args)
+        rv = cli.main(args=argv, prog_name="aiwatch", standalone_mode=False)
+        return rv if isinstance(rv, int) else EXIT_OK
+    except click.ClickException as exc:  # a usage error: unknown option, bad value, missing argument
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        click.echo(f"aiwatch: error: {exc.format_message()}{hint}", err=True)
+        return exc.exit_code
     except ConfigError as exc:
-        print(f"aiwatch: error: {exc}", file=sys.stderr)
+        click.echo(f"aiwatch: error: {exc}", err=True)
         return EXIT_USAGE
     except AiwatchError as exc:
-        print(f"aiwatch: error: {exc}", file=sys.stderr)
+        click.echo(f"aiwatch: error: {exc}", err=True)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("aiwatch: interrupted", file=sys.stderr)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("aiwatch: interrupted", err=True)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -21,13 +21,18 @@ class ConfigError(AiwatchError):
 
 
 class FetchError(AiwatchError):
-    """A URL could not be fetched (network, HTTP status, size, timeout, policy)."""
+    """A URL could not be fetched (network, HTTP status, size, timeout, policy).
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None, transient: bool = False):
+    ``retry_after`` is the wait in seconds a server asked for (``Retry-After``), if any.
+    """
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, transient: bool = False,
+                 retry_after: float | None = None):
         self.url = url
         self.reason = reason
         self.status = status
         self.transient = transient
+        self.retry_after = retry_after
         super().__init__(f"{url}: {reason}")
 
 
@@ -44,17 +49,23 @@ class FeedError(AiwatchError):
         super().__init__(f"{url}: {reason}")
 
 
-class ExtractionError(AiwatchError):
-    """No usable text could be extracted from a page."""
-
-    def __init__(self, url: str, reason: str):
-        self.url = url
-        self.reason = reason
-        super().__init__(f"{url}: {reason}")
-
-
 class StoreError(AiwatchError):
-    """The database cannot be opened, migrated or locked."""
+    """The database cannot be opened, migrated, locked or written.
+
+    ``transient``: the same call may succeed later (the file is busy, or an I/O error), so the
+    flow retries a stage that failed with it.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False):
+        self.transient = transient
+        super().__init__(message)
+
+
+class StoreBusy(StoreError):
+    """Another process holds the database (a writing run, or a reader a writer waits for)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, transient=True)
 
 
 class MigrationError(StoreError):

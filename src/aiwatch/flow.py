@@ -25,16 +25,15 @@ from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterator  # noqa: E402
 
-import duckdb  # noqa: E402
-import httpx  # noqa: E402
-
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from .config import Config, build_config, load_config  # noqa: E402
 from .errors import AiwatchError, ConfigError, StoreError  # noqa: E402
-from .pipeline import RunResult, embed_passages, run_pipeline, write_digest  # noqa: E402
+from .http import probe  # noqa: E402
+from .pipeline import RunResult, run_digest, run_pipeline  # noqa: E402
+from .relevance.embedding import embed_passages  # noqa: E402
 from .store import Store  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,8 @@ def retry_transient(task, task_run, state) -> bool:
     try:
         state.result()
     except StoreError as exc:
-        return "in use" in str(exc) or "another aiwatch run" in str(exc)
-    except (OSError, duckdb.IOException):
+        return exc.transient
+    except OSError:
         return True
     except BaseException:
         return False
@@ -76,14 +75,13 @@ def run_summary_markdown(config: Config, result: RunResult) -> str:
              f"{s.articles_new} | {s.articles_failed} | {s.passages_embedded} | {s.flagged} |", ""]
     if result.flagged:
         lines += ["## Flagged", "", "| theme | score | title |", "|---|---|---|"]
-        lines += [f"| {t} | {score:.2f} | {title.replace('|', '/')} |" for t, title, score in result.flagged]
+        lines += [f"| {f.theme} | {f.score:.2f} | {f.title.replace('|', '/')} |" for f in result.flagged]
         lines.append("")
     with Store.open(config.database, read_only=True, lock_timeout=30) as store:
-        failures = store.query("SELECT stage, url, error FROM core.failures WHERE run_id = ? ORDER BY stage, url",
-                               [s.run_id])[1]
+        failures = store.run_failures(s.run_id)
     if failures:
         lines += ["## Failures", "", "| stage | url | error |", "|---|---|---|"]
-        lines += [f"| {st} | {u} | {e.replace('|', '/')} |" for st, u, e in failures]
+        lines += [f"| {f.stage} | {f.url} | {f.error.replace('|', '/')} |" for f in failures]
     if result.digest_files:
         lines += ["", "Digest: " + ", ".join(str(p) for p in result.digest_files)]
     return "\n".join(lines)
@@ -95,12 +93,12 @@ def digest(config_path: str | None = None, settings: dict[str, Any] | None = Non
     """The digest of ``run_id`` (default: the latest finished run); chained after ``daily``."""
     config = build_config(config_path, settings, feeds)
     if run_id is None:
-        from .digest import latest_run_id
+        from .report.digest import latest_run_id
         with Store.open(config.database, read_only=True, lock_timeout=30) as store:
             run_id = latest_run_id(store)
         if run_id is None:
             raise AiwatchError(f"{config.database}: no finished run to write a digest for")
-    return [str(p) for p in _as_task(write_digest)(config, run_id)]
+    return [str(p) for p in _as_task(run_digest)(config, run_id)]
 
 
 def _submitted(fn: Callable) -> Callable:
@@ -129,7 +127,7 @@ def _ingest_on_dask(config: Config):
         from prefect_dask import DaskTaskRunner
     except ImportError:
         raise ConfigError("prefect.task_runner", "'dask' needs prefect-dask: pip install 'aiwatch[dask]'") from None
-    n = config["prefect.dask_workers"]
+    n = config.prefect.dask_workers
     # One thread per worker process: torch and trafilatura then use the cores without
     # oversubscribing them.
     runner = DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
@@ -144,7 +142,7 @@ def daily(config_path: str | None = None, settings: dict[str, Any] | None = None
     setting overrides ({"fetch.timeout": 5}) and an optional feed list replacing the config's.
     The digest is a chained subflow, so it shows as its own flow run."""
     config = build_config(config_path, settings, feeds)
-    if config["prefect.task_runner"] == "dask":
+    if config.prefect.task_runner == "dask":
         result = _ingest_on_dask(config)(config_path, settings, feeds)
     else:
         result = run_pipeline(config, stage=_as_task, with_digest=False)
@@ -192,11 +190,8 @@ def prefect_api(port: int = 4200, timeout: float = 90.0) -> Iterator[str]:
             if proc.poll() is not None:
                 err = (proc.stderr.read() or b"").decode("utf-8", "replace").strip().splitlines()
                 raise AiwatchError(f"prefect server exited early: {err[-1] if err else proc.returncode}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if probe(f"{url}/health") == 200:
+                break
             if time.monotonic() > deadline:
                 raise AiwatchError(f"prefect server did not become healthy within {timeout:g}s at {url}")
             time.sleep(0.5)
@@ -215,10 +210,10 @@ def serve(config_path: str | None, port: int = 4200) -> None:
     path = str(config.path.resolve()) if config.path else None
     with prefect_api(port):
         log.info("serving deployment aiwatch-daily/daily on schedule %r (%s)",
-                 config["schedule.cron"], config["schedule.timezone"])
+                 config.schedule.cron, config.schedule.timezone)
         daily.serve(
             name="daily",
-            schedules=[Cron(config["schedule.cron"], timezone=config["schedule.timezone"])],
+            schedules=[Cron(config.schedule.cron, timezone=config.schedule.timezone)],
             parameters={"config_path": path},
             description="aiwatch daily job: feeds, articles, embeddings, theme scores, digest",
         )

@@ -41,7 +41,6 @@ class Fetched:
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     content: bytes = b""
-    elapsed: float = 0.0
 
     @property
     def not_modified(self) -> bool:
@@ -102,24 +101,28 @@ def _retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-class _HostGate:
-    """At most ``limit`` requests in flight to one host, and starts at least ``delay`` apart."""
+class HostGate:
+    """At most ``limit`` requests in flight to one host, and starts at least ``delay`` apart.
 
-    def __init__(self, limit: int, delay: float):
+    ``clock`` and ``sleep`` are injectable, so the spacing is tested without waiting."""
+
+    def __init__(self, limit: int, delay: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self._sem = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self._delay = delay
         self._next = 0.0
+        self._clock, self._sleep = clock, sleep
 
-    def __enter__(self) -> "_HostGate":
+    def __enter__(self) -> "HostGate":
         self._sem.acquire()
         if self._delay > 0:
             with self._lock:
-                now = time.monotonic()
+                now = self._clock()
                 start = max(now, self._next)
                 self._next = start + self._delay
             if start > now:
-                time.sleep(start - now)
+                self._sleep(start - now)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -133,7 +136,7 @@ class HttpClient:
                  allow_private: bool = False, contact: str = "https://github.com/aiwatch/aiwatch",
                  per_host: int = 2, host_delay: float = 0.0, retries: int = 2, backoff: float = 1.0,
                  max_retry_wait: float = 60.0, sleep: Callable[[float], None] = time.sleep,
-                 allowed_hosts: frozenset[str] = frozenset()):
+                 clock: Callable[[], float] = time.monotonic, allowed_hosts: frozenset[str] = frozenset()):
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.max_redirects = max_redirects
@@ -145,7 +148,8 @@ class HttpClient:
         self.backoff = backoff
         self.max_retry_wait = max_retry_wait
         self._sleep = sleep
-        self._host_gates: dict[str, _HostGate] = {}
+        self._clock = clock
+        self._host_gates: dict[str, HostGate] = {}
         self._lock = threading.Lock()
         self._client = httpx.Client(
             follow_redirects=False,
@@ -157,11 +161,10 @@ class HttpClient:
 
     @classmethod
     def from_config(cls, config) -> "HttpClient":
-        return cls(timeout=config["fetch.timeout"], max_bytes=config["fetch.max_bytes"],
-                   max_redirects=config["fetch.max_redirects"],
-                   allow_private=config["fetch.allow_private_addresses"],
-                   contact=config["fetch.contact"], per_host=config["fetch.per_host"],
-                   host_delay=config["fetch.host_delay"], retries=config["fetch.retries"])
+        f = config.fetch
+        return cls(timeout=f.timeout, max_bytes=f.max_bytes, max_redirects=f.max_redirects,
+                   allow_private=f.allow_private_addresses, contact=f.contact, per_host=f.per_host,
+                   host_delay=f.host_delay, retries=f.retries)
 
     def __enter__(self) -> "HttpClient":
         return self
@@ -172,12 +175,12 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
-    def _host_slot(self, url: str) -> _HostGate:
+    def _host_slot(self, url: str) -> HostGate:
         host = (urlsplit(url).hostname or "").lower()
         with self._lock:
             gate = self._host_gates.get(host)
             if gate is None:
-                gate = self._host_gates[host] = _HostGate(self.per_host, self.host_delay)
+                gate = self._host_gates[host] = HostGate(self.per_host, self.host_delay, self._clock, self._sleep)
             return gate
 
     def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
@@ -198,9 +201,8 @@ class HttpClient:
                 if not exc.transient or attempt >= self.retries:
                     raise
                 wait = self.backoff * (2 ** attempt) * (0.5 + random.random())
-                hinted = getattr(exc, "retry_after", None)
-                if hinted is not None:
-                    wait = max(wait, hinted)
+                if exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
                 if wait > self.max_retry_wait:
                     raise
                 attempt += 1
@@ -227,11 +229,9 @@ class HttpClient:
                 current = nxt
                 continue
             if status == 304 or 200 <= status < 300:
-                return Fetched(url, current, status, resp_headers, body, time.monotonic() - start)
-            reason = f"HTTP {status}"
-            err = FetchError(url, reason, status=status, transient=status in TRANSIENT_STATUS)
-            err.retry_after = _retry_after(resp_headers.get("retry-after"), time.time())
-            raise err
+                return Fetched(url, current, status, resp_headers, body)
+            raise FetchError(url, f"HTTP {status}", status=status, transient=status in TRANSIENT_STATUS,
+                             retry_after=_retry_after(resp_headers.get("retry-after"), time.time()))
         raise FetchError(url, f"more than {self.max_redirects} redirects")
 
     def _get(self, url: str, headers: dict[str, str], deadline: float, original: str):
@@ -268,3 +268,23 @@ class HttpClient:
             raise FetchError(original, f"cannot connect: {exc or type(exc).__name__}", transient=True) from None
         except httpx.HTTPError as exc:
             raise FetchError(original, f"request failed: {exc or type(exc).__name__}") from None
+
+
+def post_json(url: str, payload: dict, *, timeout: float = 30.0) -> int:
+    """POST ``payload`` as JSON (webhook deliveries) and return the HTTP status. A failure is a
+    FetchError whose reason names only the kind of error: a webhook URL can be a secret."""
+    try:
+        # trust_env: a webhook outside the network may have to go through the user's proxy
+        with httpx.Client(timeout=timeout, headers={"User-Agent": f"aiwatch/{__version__}"}) as c:
+            return c.post(url, json=payload).status_code
+    except httpx.HTTPError as exc:
+        raise FetchError(urlsplit(url).hostname or "webhook", type(exc).__name__, transient=True) from None
+
+
+def probe(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status of a GET to a local service (health checks), or None when it does not answer."""
+    try:
+        with httpx.Client(timeout=timeout, trust_env=False) as c:
+            return c.get(url).status_code
+    except httpx.HTTPError:
+        return None

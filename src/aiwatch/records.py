@@ -1,10 +1,16 @@
-"""Frozen records passed between stages."""
+"""Frozen records passed between the stages and returned by the store, built by keyword."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+
+import numpy as np
+
+from .urls import canonical_url
+
+# -- the feeds stage ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,11 @@ class FeedEntry:
         return not (self.link or self.summary or self.content) and self.title == "(untitled)"
 
     @property
+    def canonical_url(self) -> str:
+        """The entry's article URL, canonicalised; an ``urn:`` of the feed and entry id without a link."""
+        return canonical_url(self.link) if self.link else f"urn:aiwatch:{self.feed_url}#{self.entry_id}"
+
+    @property
     def entry_hash(self) -> str:
         """Hash of what the feed says about the entry: a change means the entry was edited."""
         blob = "\x1f".join([self.link or "", self.title, self.summary, self.content])
@@ -38,6 +49,56 @@ class ParsedFeed:
     title: str | None
     entries: tuple[FeedEntry, ...]
     warning: str | None = None  # a bozo feed that still yielded entries
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the store remembers of a feed between runs."""
+
+    feed_url: str
+    etag: str | None
+    last_modified: str | None
+    consecutive_failures: int
+    next_fetch_at: datetime | None = None
+    last_entry_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeedOutcome:
+    feed_url: str
+    status: str  # "ok", "not_modified", "failed", "deferred"
+    entries: tuple[FeedEntry, ...] = ()
+    error: str | None = None
+    warning: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    http_status: int | None = None
+    title: str | None = None
+    overlap: float | None = None  # share of this fetch's entries that the previous fetch had
+    new_entries: int = 0  # entries not seen before
+
+
+@dataclass(frozen=True)
+class SeenEntry:
+    """An entry handled before: which article it became, and the entry hash it had then."""
+
+    feed_url: str
+    entry_id: str
+    article_id: str
+    entry_hash: str | None
+
+
+# -- the articles stage ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    """A raw page as fetched, kept compressed for re-extraction."""
+
+    url: str
+    content_type: str
+    html: bytes
+    article_id: str = ""  # set when read back from the store
 
 
 @dataclass(frozen=True)
@@ -59,19 +120,38 @@ class Article:
     content_hash: str
     outlet: str
     page_error: str | None = None  # why the page text was not used, when it was not
-    date_source: str | None = None  # feed | page | first_seen (see aiwatch.dates)
+    date_source: str | None = None  # feed | page | first_seen (see aiwatch.articles.dates)
     date_flags: tuple[str, ...] = ()
     extractor: str | None = None  # what produced the text: an extractor's name, or "feed"
     extraction_notes: tuple[str, ...] = ()  # why earlier extractors were rejected
-    page: "StoredPage | None" = None  # the raw page, kept compressed for re-extraction
+    page: StoredPage | None = None  # the raw page, kept compressed for re-extraction
     site_name: str | None = None
 
 
 @dataclass(frozen=True)
-class StoredPage:
+class Failure:
+    stage: str  # "feed", "article", "extract", ...
     url: str
-    content_type: str
-    html: bytes
+    error: str
+    feed_url: str | None = None
+
+
+@dataclass(frozen=True)
+class BuiltArticle:
+    """One entry's article, the other URLs it was reached under, and a failure to record."""
+
+    article: Article
+    aliases: tuple[str, ...] = ()
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class ArticleToStore:
+    """An article the dedup step decided to store: an original, or a copy of ``duplicate_of``."""
+
+    article: Article
+    duplicate_of: str | None = None
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,26 +163,30 @@ class Passage:
 
 
 @dataclass(frozen=True)
-class Failure:
-    stage: str  # "feed", "article", ...
-    url: str
-    error: str
-    feed_url: str | None = None
+class Signature:
+    """An original's MinHash signature and its LSH bucket keys, to store."""
+
+    article_id: str
+    signature: np.ndarray
+    band_keys: tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class FeedOutcome:
-    feed_url: str
-    status: str  # "ok", "not_modified", "failed"
-    entries: tuple[FeedEntry, ...] = ()
-    error: str | None = None
-    warning: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    http_status: int | None = None
-    title: str | None = None
-    overlap: float | None = None  # share of this fetch's entries that the previous fetch had
-    new_entries: int = 0  # entries not seen before
+class ArticleRef:
+    article_id: str
+    title: str
+
+
+@dataclass(frozen=True)
+class StoredSignature:
+    """A stored original's MinHash signature, found through a shared LSH bucket."""
+
+    article_id: str
+    signature: np.ndarray
+    when: datetime
+
+
+# -- relevance ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -119,6 +203,57 @@ class Match:
 
 
 @dataclass(frozen=True)
+class StoryCandidate:
+    """An article (or a story's first article) with its title + lead vector, for grouping."""
+
+    article_id: str
+    title: str
+    when: datetime
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class Placement:
+    article_id: str
+    story_id: str  # the story's first article (the article itself when it starts one)
+    similarity: float
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A user's verdict on an article for a theme (``aiwatch feedback``)."""
+
+    article_id: str
+    theme: str
+    relevant: bool
+
+
+@dataclass(frozen=True)
+class JudgedArticle:
+    """A judged article with its text, usable as a labelled item for calibration."""
+
+    article_id: str
+    title: str
+    text: str
+    feed_url: str
+    theme: str
+    relevant: bool
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    score: float
+    title: str
+    date: date | None
+    outlet: str | None
+    url: str
+    passage: str
+
+
+# -- runs and reports --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
 class RunStats:
     run_id: str
     feeds_total: int = 0
@@ -132,5 +267,70 @@ class RunStats:
     passages_embedded: int = 0
     articles_scored: int = 0
     flagged: int = 0
-    failures: tuple[Failure, ...] = field(default_factory=tuple)
     stage_seconds: dict[str, float] = field(default_factory=dict)  # see runs.stage_seconds
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A flagged article of one run, as the command line and the run summary show it."""
+
+    theme: str
+    title: str
+    score: float
+
+
+@dataclass(frozen=True)
+class FlaggedMatch:
+    """A flagged article for a theme, with what explains it: a digest candidate."""
+
+    article_id: str
+    title: str | None
+    url: str
+    outlet: str | None
+    published_at: datetime | None
+    score: float
+    passage: str | None
+    terms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoryMember:
+    story_id: str
+    article_id: str
+    outlet: str
+    url: str
+
+
+@dataclass(frozen=True)
+class FeedHealthRow:
+    feed_url: str
+    name: str | None
+    last_status: str | None
+    consecutive_failures: int
+    last_error: str | None
+    last_new_at: datetime | None
+    first_seen_at: datetime | None
+    recovered_at: datetime | None
+    next_fetch_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AtomEntry:
+    article_id: str
+    theme: str
+    title: str | None
+    url: str
+    outlet: str | None
+    score: float
+    passage: str | None
+    flagged_at: datetime
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """An earlier digest whose delivery on ``channel`` failed, with the files it wrote."""
+
+    digest_id: str
+    channel: str
+    files: tuple[str, ...]

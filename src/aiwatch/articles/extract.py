@@ -1,4 +1,4 @@
-"""Article extraction: a fetched page in, its main text and metadata out. No network here.
+"""Article extraction: a page in, its main text out. No network here.
 
 Extraction is a cascade with quality gates. Each extractor's text is checked by small pure
 gate functions (too short, consent wall, paywall teaser, index/listing page); a rejected
@@ -6,36 +6,32 @@ result is recorded as "extractor: reason" and the next extractor is tried:
 
 1. trafilatura, favor_recall (measured best on benchmarks/extract_bench.py);
 2. trafilatura, default balance (recovers pages where recall mode stops early);
-3. readability-lxml, when installed.
+3. readability-lxml.
 
 When every extractor's text was rejected only for being short, the longest is kept: it is still
 the page's text, and the pipeline decides between it and the feed's own content by length. When
 any extractor saw a consent wall, paywall teaser or listing page, or none found any text, the
-result is None.
+result is None. Metadata (title, author, dates, site name, declared language) comes from the
+:class:`~aiwatch.articles.page.Page`, whose one parsed tree every extractor but readability uses.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import lru_cache
 from typing import Callable
 
-import lxml.html
 import trafilatura
 from lxml import etree
 
-from .http import Fetched
-from .text import html_to_text, normalize_space
+from ..http import Fetched
+from ..text import html_to_text, normalize_space
+from .page import Page
 
 log = logging.getLogger(__name__)
-
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
-_HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_\-:.]+)", re.IGNORECASE)
-_HTML_LANG = re.compile(r"<html[^>]*\slang\s*=\s*[\"']?([A-Za-z]{2,3})", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,55 +44,6 @@ class Extracted:
     sitename: str | None
     extractor: str = "trafilatura"  # which extractor of the cascade produced ``text``
     rejected: tuple[str, ...] = ()  # "extractor: reason" for each result rejected before it
-
-
-def _codec(name: str | None) -> str | None:
-    if not name:
-        return None
-    try:
-        return codecs.lookup(name.strip()).name
-    except LookupError:
-        return None
-
-
-def decode_html(content: bytes, content_type: str = "") -> str:
-    """Decode page bytes: the HTTP header's charset, then a <meta charset> anywhere in the head
-    (it may come after byte 1,024), then UTF-8, then detection."""
-    head_end = content.lower().find(b"</head>")
-    head = content[: head_end if head_end > 0 else 65536]
-    candidates = []
-    m = _HEADER_CHARSET.search(content_type or "")
-    if m:
-        candidates.append(_codec(m.group(1)))
-    m = _META_CHARSET.search(head)
-    if m:
-        candidates.append(_codec(m.group(1).decode("ascii", "replace")))
-    candidates.append("utf-8")
-    for codec in candidates:
-        if not codec:
-            continue
-        try:
-            return content.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    try:
-        from charset_normalizer import from_bytes
-        best = from_bytes(content).best()
-        if best is not None:
-            return str(best)
-    except ImportError:  # pragma: no cover - charset_normalizer ships with requests
-        pass
-    return content.decode("utf-8", errors="replace")
-
-
-def _parse_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _fold(text: str) -> str:
@@ -115,7 +62,8 @@ def strip_leading_title(text: str, *titles: str | None) -> str:
 
 # --- quality gates: pure functions over the extracted text (and the page tree) -------------
 
-MIN_CHARS = 500  # measured: 250-300 kept truncated extractions (a byline, a lead) that a fallback completes
+MIN_CHARS = 500  # the default of extract.min_chars; measured: 250-300 kept truncated extractions (a byline,
+#                  a lead) that a fallback completes
 _WORD = re.compile(r"\w+")
 _CONSENT_TERMS = frozenset(
     "cookie cookies consent consents preferences partners vendors tracking personalised "
@@ -134,8 +82,8 @@ PAYWALL_TEASER_MAX_CHARS = 1500
 _SENTENCE_END = re.compile(r"[.!?:;…。！？\"'”’)]$")
 
 
-def too_short(text: str, min_chars: int | None = None) -> bool:
-    return len(text) < (MIN_CHARS if min_chars is None else min_chars)
+def too_short(text: str, min_chars: int = MIN_CHARS) -> bool:
+    return len(text) < min_chars
 
 
 def looks_like_consent_wall(text: str) -> bool:
@@ -198,25 +146,19 @@ def link_density(text: str, tree: etree._Element) -> float:
     return linked / total
 
 
-PageTree = Callable[[], "etree._Element | None"]
-
-
-def looks_like_listing(text: str, page_tree: PageTree | None = None) -> bool:
-    """An index page: many short headline-like lines, most of them links.
-
-    ``page_tree`` returns the parsed page; it is called only when the cheap text test has
-    already passed, so most articles never pay for a second parse. Without a tree, the text
-    test alone decides, with a stricter threshold."""
+def looks_like_listing(text: str, tree: etree._Element | None = None) -> bool:
+    """An index page: many short headline-like lines, most of them links (measured against the
+    page's own ``<a>`` elements). Without a tree, the text test alone decides, with a stricter
+    threshold."""
     lines = [line for line in text.split("\n") if line.strip()]
     if len(lines) < 8 or headline_line_share(text) < 0.5:
         return False
-    tree = page_tree() if page_tree is not None else None
     if tree is None:
         return headline_line_share(text) >= 0.8
     return link_density(text, tree) >= 0.5
 
 
-def rejection_reason(text: str, page_tree: PageTree | None = None) -> str | None:
+def rejection_reason(text: str, tree: etree._Element | None = None, min_chars: int = MIN_CHARS) -> str | None:
     """The first quality gate the text fails ("empty", "consent wall", "paywall teaser",
     "index/listing page", "too short (N chars)"), or None when it passes them all."""
     if not text:
@@ -225,9 +167,9 @@ def rejection_reason(text: str, page_tree: PageTree | None = None) -> str | None
         return "consent wall"
     if looks_like_paywall_teaser(text):
         return "paywall teaser"
-    if looks_like_listing(text, page_tree):
+    if looks_like_listing(text, tree):
         return "index/listing page"
-    if too_short(text):
+    if too_short(text, min_chars):
         return f"too short ({len(text)} chars)"
     return None
 
@@ -237,118 +179,51 @@ def rejection_reason(text: str, page_tree: PageTree | None = None) -> str | None
 _TRAFILATURA_COMMON = dict(include_comments=False, include_tables=True, deduplicate=False)
 
 
-def _trafilatura(html_text: str, url: str, **mode) -> str:
-    # Without trafilatura's metadata pass (measured: 54 -> 31 ms a page); page_metadata
-    # below reads what aiwatch uses from the parsed tree at a fraction of the cost.
-    doc = trafilatura.bare_extraction(html_text, url=url, with_metadata=False,
-                                      **_TRAFILATURA_COMMON, **mode)
+def _trafilatura(page: Page, **mode) -> str:
+    # The page's own tree (trafilatura works on a copy of it), and without trafilatura's
+    # metadata pass (measured: 54 -> 31 ms a page): the Page reads what aiwatch uses.
+    if page.tree is None:
+        return ""
+    doc = trafilatura.bare_extraction(page.tree, url=page.url, with_metadata=False, **_TRAFILATURA_COMMON, **mode)
     return normalize_space(doc.text or "") if doc is not None else ""
 
 
-@dataclass(frozen=True)
-class PageMeta:
-    title: str | None = None
-    author: str | None = None
-    date: str | None = None
-    sitename: str | None = None
-    language: str | None = None
-
-
-def _meta_content(tree, *selectors: str) -> str | None:
-    for sel in selectors:
-        for value in tree.xpath(sel):
-            value = normalize_space(str(value))
-            if value:
-                return value[:300]
-    return None
-
-
-def page_metadata(tree) -> PageMeta:
-    """Title, author, date, site name and declared language from a page's markup: Open Graph
-    and the usual meta tags, then <title>/<h1>; the date by htmldate's fast search."""
-    if tree is None:
-        return PageMeta()
-    title = _meta_content(tree, '//meta[@property="og:title"]/@content', '//meta[@name="twitter:title"]/@content',
-                          "//title/text()", "//h1//text()")
-    author = _meta_content(tree, '//meta[@name="author"]/@content', '//meta[@property="article:author"]/@content',
-                           '//meta[@name="parsely-author"]/@content', '//*[@rel="author"]//text()')
-    if author and author.startswith(("http://", "https://")):
-        author = None  # article:author is often a profile URL
-    sitename = _meta_content(tree, '//meta[@property="og:site_name"]/@content',
-                             '//meta[@name="application-name"]/@content')
+def _readability(page: Page) -> str:
+    from readability import Document
     try:
-        from htmldate import find_date
-        date = find_date(tree, extensive_search=False, original_date=True)
-    except Exception:  # noqa: BLE001 - htmldate on odd markup; the feed's date is the first choice anyway
-        date = None
-    return PageMeta(title, author, date, sitename)
-
-
-def _readability(html_text: str) -> str:
-    try:
-        from readability import Document
-    except ImportError:  # optional: the cascade is one step shorter without it
-        return ""
-    try:
-        return html_to_text(Document(html_text).summary(html_partial=True))
+        return html_to_text(Document(page.html).summary(html_partial=True))
     except Exception as exc:  # readability raises bare Exceptions on odd markup
         log.debug("readability failed: %s", exc)
         return ""
-
-
-def _parse_tree(html_text: str) -> etree._Element | None:
-    try:
-        # Bytes with an explicit parser encoding: a str with an XML declaration is refused.
-        return lxml.html.document_fromstring(html_text.encode("utf-8"),
-                                             parser=lxml.html.HTMLParser(encoding="utf-8"))
-    except (etree.ParserError, ValueError):
-        return None
 
 
 # --- language ----------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
 def _language_identifier():
-    try:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-    except ImportError:
-        return None
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def detect_language(text: str, min_confidence: float = 0.8) -> str | None:
-    """ISO 639-1 code of the text with py3langid when installed and confident, else None."""
-    identifier = _language_identifier()
-    if identifier is None or len(text) < 40:
+    """ISO 639-1 code of the text by py3langid when it is confident, else None."""
+    if len(text) < 40:
         return None
-    lang, prob = identifier.classify(text[:3000])
+    lang, prob = _language_identifier().classify(text[:3000])
     return lang if prob >= min_confidence else None
 
 
 # --- the cascade -------------------------------------------------------------------------
 
-def extract_article(fetched: Fetched) -> Extracted | None:
-    """Main text and metadata of a fetched page, or None when no extractor produced text that
-    passes the quality gates (then the pipeline uses the feed's own content)."""
-    html_text = decode_html(fetched.content, fetched.content_type)
-    url = fetched.url
-    tree_cache: list = []
-
-    def tree():
-        if not tree_cache:
-            tree_cache.append(_parse_tree(html_text))
-        return tree_cache[0]
-
-    def recall() -> str:
-        return _trafilatura(html_text, url, favor_recall=True)
-
-    def balanced() -> str:
-        return _trafilatura(html_text, url)
-
+def extract_article(source: Page | Fetched, min_chars: int = MIN_CHARS) -> Extracted | None:
+    """Main text and metadata of a page, or None when no extractor produced text that passes
+    the quality gates (then the pipeline uses the feed's own content). ``min_chars``: shorter
+    texts are rejected as too short and the next extractor is tried."""
+    page = source if isinstance(source, Page) else Page.from_fetched(source)
     steps: list[tuple[str, Callable[[], str]]] = [
-        ("trafilatura", recall),
-        ("trafilatura-default", balanced),
-        ("readability", lambda: _readability(html_text)),
+        ("trafilatura", lambda: _trafilatura(page, favor_recall=True)),
+        ("trafilatura-default", lambda: _trafilatura(page)),
+        ("readability", lambda: _readability(page)),
     ]
     rejected: list[str] = []
     short: list[tuple[str, str, int]] = []  # (name, text, index in rejected) of merely short results
@@ -356,7 +231,7 @@ def extract_article(fetched: Fetched) -> Extracted | None:
     saw_non_article = False
     for name, run in steps:
         text = run()
-        reason = rejection_reason(text, tree)
+        reason = rejection_reason(text, page.tree, min_chars)
         if reason is None:
             chosen = (name, text)
             break
@@ -369,26 +244,20 @@ def extract_article(fetched: Fetched) -> Extracted | None:
         # A short text is the page's text only when no extractor saw a non-article (consent
         # wall, paywall, listing): on those, the short scraps are leftovers of the same page.
         if not short or saw_non_article:
-            log.debug("no extractor passed the gates for %s: %s", url, "; ".join(rejected))
+            log.debug("no extractor passed the gates for %s: %s", page.url, "; ".join(rejected))
             return None
         # Only too short everywhere: keep the longest (a short page is still the page's text).
         name, text, index = max(short, key=lambda s: len(s[1]))
         chosen = (name, text)
         rejected = rejected[:index]
     name, text = chosen
-    meta = page_metadata(tree())
-    lang = detect_language(text)
-    if not lang:
-        m = _HTML_LANG.search(html_text[:4096])
-        lang = m.group(1).lower() if m else None
-    title = getattr(meta, "title", None) or None
     return Extracted(
-        text=strip_leading_title(text, title),
-        title=title,
-        author=(getattr(meta, "author", None) or None),
-        date=_parse_date(getattr(meta, "date", None)),
-        language=lang,
-        sitename=(getattr(meta, "sitename", None) or None),
+        text=strip_leading_title(text, page.title),
+        title=page.title,
+        author=page.author,
+        date=page.date,
+        language=detect_language(text) or page.declared_language,
+        sitename=page.site_name,
         extractor=name,
         rejected=tuple(rejected),
     )

@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 
 import feedparser
 
-from .errors import FeedError
-from .feedbody import GZIP_MAGIC, MAX_DECOMPRESSED_BYTES, BodyError, gunzip_capped, prepare_xml
-from .http import Fetched
+from ..errors import FeedError
+from .body import GZIP_MAGIC, MAX_DECOMPRESSED_BYTES, BodyError, gunzip_capped, prepare_xml
+from ..http import Fetched
 from .jsonfeed import JsonFeedError, looks_like_json, parse_json_feed
-from .records import FeedEntry, ParsedFeed
-from .text import html_to_text
+from ..records import FeedEntry, ParsedFeed
+from ..text import html_to_text
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import Config
-from .errors import AiwatchError
+from ..config import Config
+from ..errors import AiwatchError
 from .score import ThemeVectors, score_article, theme_texts
-from .text import passages
+from ..text import passages
 from .themes import Theme, find_terms
-from .urls import site_of
+from ..urls import site_of
 
 SYSTEMS = ("aiwatch", "keywords", "description")
 
@@ -140,8 +140,8 @@ class ItemScorer:
     def __init__(self, items: Sequence[LabelledItem], embedder, config: Config):
         self.items = list(items)
         self.embedder = embedder
-        self.passages = [passages(it.title, it.text, max_words=config["embed.chunk_words"],
-                                  max_passages=config["embed.max_chunks"]) or [it.title or " "]
+        self.passages = [passages(it.title, it.text, max_words=config.embed.chunk_words,
+                                  max_passages=config.embed.max_chunks) or [it.title or " "]
                          for it in self.items]
         flat = [p for ps in self.passages for p in ps]
         vecs = embedder.embed(flat)

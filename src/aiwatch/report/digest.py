@@ -20,9 +20,10 @@ from xml.etree import ElementTree as ET
 
 import jinja2
 
-from . import __version__
-from .config import Config
-from .store import Store
+from .. import __version__
+from ..config import Config
+from ..records import FlaggedMatch, StoryMember
+from ..store import Store
 
 PASSAGE_CHARS = 320
 UPDATE_MARGIN = 0.1  # a score this much higher than when last sent makes a story "updated"
@@ -112,42 +113,27 @@ def excerpt(passage: str, title: str, limit: int = PASSAGE_CHARS) -> str:
 
 
 def _candidates(store: Store, theme: str, version: str, since: datetime, run_id: str | None) -> list[DigestItem]:
-    run_filter = " AND m.run_id = ?" if run_id else ""
-    rows = store.query(f"""
-        SELECT m.article_id, m.title, m.url, m.outlet, m.published_at, m.score, m.passage, m.matched_terms
-        FROM matches m JOIN core.articles a USING (article_id)
-        WHERE m.theme = ? AND m.theme_version = ? AND a.fetched_at >= ?{run_filter}""",
-                       [theme, version, since] + ([run_id] if run_id else []))[1]
-    story_of: dict[str, str] = {}
-    members: dict[str, list[tuple[str, str, str]]] = {}  # story -> (article_id, outlet, url)
-    if rows:
-        ids = [r[0] for r in rows]
-        story_of = dict(store.query("SELECT article_id, story_id FROM core.story_members WHERE article_id IN "
-                                    "(SELECT unnest(?::VARCHAR[]))", [ids])[1])
-        stories = sorted({story_of.get(a, a) for a in ids})
-        for sid, aid, outlet, url in store.query("""
-                SELECT coalesce(m.story_id, coalesce(a.duplicate_of, a.article_id)), a.article_id, a.outlet, a.url
-                FROM core.articles a
-                LEFT JOIN core.story_members m ON m.article_id = coalesce(a.duplicate_of, a.article_id)
-                WHERE coalesce(m.story_id, coalesce(a.duplicate_of, a.article_id)) IN (SELECT unnest(?::VARCHAR[]))
-                ORDER BY a.outlet, a.url""", [stories])[1]:
-            members.setdefault(sid, []).append((aid, outlet or "", url))
-    best: dict[str, tuple] = {}  # one entry per story: its best-scoring flagged article
-    for row in rows:
-        sid = story_of.get(row[0], row[0])
-        if sid not in best or row[5] > best[sid][5]:
-            best[sid] = row
+    matches = store.digest_candidates(theme, version, since, run_id)
+    story_of = store.stories_of([m.article_id for m in matches])
+    members: dict[str, list[StoryMember]] = {}
+    for member in store.story_members(sorted({story_of.get(m.article_id, m.article_id) for m in matches})):
+        members.setdefault(member.story_id, []).append(member)
+    best: dict[str, FlaggedMatch] = {}  # one entry per story: its best-scoring flagged article
+    for m in matches:
+        sid = story_of.get(m.article_id, m.article_id)
+        if sid not in best or m.score > best[sid].score:
+            best[sid] = m
     items = []
-    for sid, (aid, title, url, outlet, published, score, passage, terms) in best.items():
+    for sid, m in best.items():
         others: dict[str, str] = {}  # other outlets only: a re-post by the same outlet is no news
-        for other_id, o, u in members.get(sid, ()):
-            if other_id != aid and o != (outlet or "") and o not in others:
-                others[o] = u
+        for member in members.get(sid, ()):
+            if member.article_id != m.article_id and member.outlet != (m.outlet or "") and member.outlet not in others:
+                others[member.outlet] = member.url
         shown: dict[str, str] = {}  # a few distinct terms are an explanation; thirty are noise
-        for term in terms or ():
+        for term in m.terms:
             shown.setdefault(term.casefold().rstrip("s"), term)
-        items.append(DigestItem(sid, title or url, url, outlet or "", published, float(score),
-                                excerpt(passage or "", title or ""), tuple(shown.values())[:6],
+        items.append(DigestItem(sid, m.title or m.url, m.url, m.outlet or "", m.published_at, m.score,
+                                excerpt(m.passage or "", m.title or ""), tuple(shown.values())[:6],
                                 tuple(others.items())))
     return items
 
@@ -162,13 +148,10 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
     """The stories of one digest. ``only_new`` leaves out what earlier digests already listed
     (unless materially updated); ``since`` defaults to the digest window. Without ``only_new``,
     ``run_id`` narrows the stories to those that run flagged (a re-render of its digest)."""
-    window_start = since or (now - timedelta(days=config["digest.window_days"]) if only_new else datetime.min.replace(
+    window_start = since or (now - timedelta(days=config.digest.window_days) if only_new else datetime.min.replace(
         tzinfo=now.tzinfo))
-    sent = {}
-    if only_new:
-        sent = {(sid, th): (score, n) for sid, th, score, n in store.query(
-            "SELECT story_id, theme, max(score), max(n_outlets) FROM core.digest_items GROUP BY ALL")[1]}
-    budget = config["digest.max_per_theme"]
+    sent = store.sent_stories() if only_new else {}
+    budget = config.digest.max_per_theme
     sections = []
     for t in config.themes:
         if theme and t.name != theme:
@@ -185,19 +168,13 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
         sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(fresh[:budget]),
                                      max(0, len(fresh) - budget)))
     if run_id:
-        cols, rows = store.query("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        stats = dict(zip(cols, rows[0])) if rows else {}
-        failures = store.query("SELECT url, error FROM core.failures WHERE run_id = ? AND stage <> 'feed' "
-                               "ORDER BY url", [run_id])[1]
+        stats = store.run_row(run_id) or {}
+        failures = store.article_failures(run_id=run_id)
         health_since = stats.get("started_at") or now
         scope = f"run {run_id}"
     else:
-        cols, rows = store.query("""SELECT count(*) AS runs, sum(articles_new) AS articles_new,
-                                           sum(flagged) AS flagged FROM runs WHERE started_at >= ?""", [window_start])
-        stats = dict(zip(cols, rows[0])) if rows else {}
-        failures = store.query("""SELECT f.url, any_value(f.error) FROM core.failures f JOIN core.runs r USING (run_id)
-                                  WHERE r.started_at >= ? AND f.stage <> 'feed' GROUP BY f.url ORDER BY f.url""",
-                               [window_start])[1]
+        stats = store.window_stats(window_start)
+        failures = store.article_failures(since=window_start)
         health_since = window_start
         scope = (f"stories first seen since {window_start:%Y-%m-%d %H:%M} UTC" if window_start.year > 1
                  else "all stored stories")
@@ -212,25 +189,20 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
 
 def record_digest(store: Store, data: DigestData, files: list[Path]) -> None:
     """Remember what this digest listed, so the next one does not repeat it."""
-    rows = [[data.digest_id, i.story_id, t.name, i.score, i.n_outlets, i.updated] for t in data.themes for i in t.items]
-    with store.transaction() as con:
-        con.execute("INSERT INTO core.digests VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [data.digest_id, data.generated_at, data.run_id, data.scope, len(rows), [str(f) for f in files]])
-        if rows:
-            con.executemany("INSERT INTO core.digest_items VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+    store.record_digest(data.digest_id, data.generated_at, data.run_id, data.scope,
+                        [(i.story_id, t.name, i.score, i.n_outlets, i.updated) for t in data.themes for i in t.items],
+                        [str(f) for f in files])
 
 
-def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_DAYS) -> bytes | None:
-    """Flagged stories per theme per day over the last ``days`` days, as a PNG (None without matplotlib)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_DAYS) -> bytes:
+    """Flagged stories per theme per day over the last ``days`` days, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
     start = (now - timedelta(days=days - 1)).date()
-    rows = store.query("SELECT theme, day, flagged FROM theme_daily WHERE day >= ?", [start])[1]
-    counts = {(theme, day): n for theme, day, n in rows}
+    counts = store.theme_daily(start)
     dates = [start + timedelta(days=i) for i in range(days)]
     fig, ax = plt.subplots(figsize=(6.4, 2.4), dpi=100)
     colors = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#9a6700", "#57606a"]
@@ -244,7 +216,6 @@ def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_D
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(fontsize=7, frameon=False, ncol=min(3, len(config.themes)), loc="upper left")
     fig.autofmt_xdate(rotation=0, ha="center")
-    import matplotlib.dates as mdates
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b"))
     fig.tight_layout()
     buf = io.BytesIO()
@@ -253,35 +224,27 @@ def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_D
     return buf.getvalue()
 
 
-def latest_run_id(store: Store) -> str | None:
-    rows = store.query("SELECT run_id FROM runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1")[1]
-    return rows[0][0] if rows else None
-
-
 def feed_health_report(store: Store, config: Config, since: datetime, now: datetime) -> FeedHealth:
     """Failing feeds, stale feeds (no new item in health.stale_days) and feeds that came back
     since ``since``, among the configured feeds."""
     urls = [f.url for f in config.feeds]
     if not urls:
         return FeedHealth()
-    days = config["health.stale_days"]
-    rows = store.query("""
-        SELECT feed_url, name, last_status, consecutive_failures, last_error, last_new_at, first_seen_at,
-               recovered_at, next_fetch_at
-        FROM core.feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[])) ORDER BY feed_url""", [urls])[1]
+    days = config.health.stale_days
     failing, stale, recovered = [], [], []
-    for url, name, status, failures, error, last_new, first_seen, recovered_at, next_at in rows:
-        if status == "failed":
-            retry = f"; next try after {next_at:%Y-%m-%d %H:%M} UTC" if next_at else ""
-            failing.append(FeedStatus(url, name, f"{error} (failed {failures} time{'s' if failures != 1 else ''} "
-                                                 f"in a row{retry})", failures))
+    for r in store.feed_health_rows(urls):
+        if r.last_status == "failed":
+            n = r.consecutive_failures
+            retry = f"; next try after {r.next_fetch_at:%Y-%m-%d %H:%M} UTC" if r.next_fetch_at else ""
+            failing.append(FeedStatus(r.feed_url, r.name, f"{r.last_error} (failed {n} time{'s' if n != 1 else ''} "
+                                                          f"in a row{retry})", n))
             continue
-        quiet_since = last_new or first_seen
+        quiet_since = r.last_new_at or r.first_seen_at
         if quiet_since is not None and (now - quiet_since).days >= days:
-            what = f"no new item since {last_new:%Y-%m-%d}" if last_new else f"no item at all in {days}+ days"
-            stale.append(FeedStatus(url, name, what))
-        if recovered_at is not None and recovered_at >= since:
-            recovered.append(FeedStatus(url, name, f"working again since {recovered_at:%Y-%m-%d %H:%M} UTC"))
+            what = f"no new item since {r.last_new_at:%Y-%m-%d}" if r.last_new_at else f"no item at all in {days}+ days"
+            stale.append(FeedStatus(r.feed_url, r.name, what))
+        if r.recovered_at is not None and r.recovered_at >= since:
+            recovered.append(FeedStatus(r.feed_url, r.name, f"working again since {r.recovered_at:%Y-%m-%d %H:%M} UTC"))
     failing.sort(key=lambda f: -f.consecutive_failures)
     return FeedHealth(tuple(failing), tuple(stale), tuple(recovered))
 
@@ -292,7 +255,7 @@ _env_cache: dict[bool, jinja2.Environment] = {}
 def _env(html: bool) -> jinja2.Environment:
     if html not in _env_cache:
         env = jinja2.Environment(
-            loader=jinja2.PackageLoader("aiwatch", "templates"),
+            loader=jinja2.PackageLoader("aiwatch.report", "templates"),
             autoescape=html, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
             undefined=jinja2.StrictUndefined,
         )
@@ -343,22 +306,17 @@ def render_atom(store: Store, config: Config, now: datetime, limit: int = 100) -
     ET.SubElement(feed, f"{{{ATOM}}}generator", version=__version__).text = "aiwatch"
     author = ET.SubElement(feed, f"{{{ATOM}}}author")
     ET.SubElement(author, f"{{{ATOM}}}name").text = "aiwatch"
-    rows = store.query("""
-        SELECT m.article_id, m.theme, m.title, m.url, m.outlet, m.score, m.passage, m.flagged_at, m.published_at
-        FROM matches m JOIN core.articles a USING (article_id)
-        WHERE m.flagged_at >= ? ORDER BY m.flagged_at DESC, m.score DESC LIMIT ?""",
-                       [now - timedelta(days=TREND_DAYS), limit])[1]
-    for aid, theme, title, url, outlet, score, passage, flagged_at, published in rows:
+    for e in store.atom_entries(now - timedelta(days=TREND_DAYS), limit):
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
-        ET.SubElement(entry, f"{{{ATOM}}}id").text = f"urn:aiwatch:story:{aid}:{theme}"
-        ET.SubElement(entry, f"{{{ATOM}}}title").text = f"[{theme.replace('_', ' ')}] {title or url}"
-        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=url)
-        ET.SubElement(entry, f"{{{ATOM}}}updated").text = flagged_at.isoformat(timespec="seconds")
-        if published:
-            ET.SubElement(entry, f"{{{ATOM}}}published").text = published.isoformat(timespec="seconds")
-        ET.SubElement(entry, f"{{{ATOM}}}category", term=theme)
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = f"urn:aiwatch:story:{e.article_id}:{e.theme}"
+        ET.SubElement(entry, f"{{{ATOM}}}title").text = f"[{e.theme.replace('_', ' ')}] {e.title or e.url}"
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=e.url)
+        ET.SubElement(entry, f"{{{ATOM}}}updated").text = e.flagged_at.isoformat(timespec="seconds")
+        if e.published_at:
+            ET.SubElement(entry, f"{{{ATOM}}}published").text = e.published_at.isoformat(timespec="seconds")
+        ET.SubElement(entry, f"{{{ATOM}}}category", term=e.theme)
         ET.SubElement(entry, f"{{{ATOM}}}summary", type="text").text = (
-            f"{outlet} · score {score:.2f} · {excerpt(passage or '', title or '')}")
+            f"{e.outlet} · score {e.score:.2f} · {excerpt(e.passage or '', e.title or '')}")
     ET.indent(feed)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(feed, encoding="unicode") + "\n"
 

@@ -18,11 +18,11 @@ from email.utils import make_msgid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
-from .config import Config
+from ..config import Config
+from ..errors import FetchError
+from ..http import post_json
+from ..store import Store
 from .digest import DigestData, render_html, render_json, render_markdown
-from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ def _one_line(text: str) -> str:
 def build_email(config: Config, subject: str, text: str, html: str, chart: bytes | None) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = _one_line(subject)[:200]  # no newline can reach a header
-    msg["From"] = config["digest.email.from"]
-    msg["To"] = ", ".join(a.strip() for a in config["digest.email.to"].split(",") if a.strip())
+    msg["From"] = config.digest.email.sender
+    msg["To"] = ", ".join(a.strip() for a in config.digest.email.to.split(",") if a.strip())
     msg.set_content(text)
     if chart:
         cid = make_msgid(domain="aiwatch.local")
@@ -54,8 +54,8 @@ def build_email(config: Config, subject: str, text: str, html: str, chart: bytes
 
 
 def send_email(config: Config, msg: EmailMessage) -> None:
-    host, port = config["digest.email.host"], config["digest.email.port"]
-    user_env, pass_env = config["digest.email.username_env"], config["digest.email.password_env"]
+    host, port = config.digest.email.host, config.digest.email.port
+    user_env, pass_env = config.digest.email.username_env, config.digest.email.password_env
     user = os.environ.get(user_env) if user_env else None
     password = os.environ.get(pass_env) if pass_env else None
     if user_env and user is None:
@@ -63,12 +63,12 @@ def send_email(config: Config, msg: EmailMessage) -> None:
     if pass_env and password is None:
         raise DeliveryError(f"environment variable {pass_env} (digest.email.password_env) is not set")
     try:
-        if config["digest.email.ssl"]:
+        if config.digest.email.ssl:
             smtp = smtplib.SMTP_SSL(host, port, timeout=30, context=ssl.create_default_context())
         else:
             smtp = smtplib.SMTP(host, port, timeout=30)
         with smtp:
-            if config["digest.email.starttls"] and not config["digest.email.ssl"]:
+            if config.digest.email.starttls and not config.digest.email.ssl:
                 smtp.starttls(context=ssl.create_default_context())
             if user is not None:
                 smtp.login(user, password or "")
@@ -81,7 +81,7 @@ def send_email(config: Config, msg: EmailMessage) -> None:
 
 
 def webhook_payload(config: Config, data: DigestData) -> dict:
-    if config["digest.webhook.format"] == "json":
+    if config.digest.webhook.format == "json":
         return json.loads(render_json(data))
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": data.subject()[:150]}}]
     for t in data.themes:
@@ -100,14 +100,14 @@ def webhook_payload(config: Config, data: DigestData) -> dict:
 
 
 def post_webhook(config: Config, payload: dict) -> None:
-    url = config["digest.webhook.url"]
+    url = config.digest.webhook.url
     where = urlsplit(url).hostname or "webhook"  # the full URL can be a secret (Slack): never shown
     try:
-        resp = httpx.post(url, json=payload, timeout=30, headers={"User-Agent": "aiwatch"})
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"webhook at {where}: {type(exc).__name__}") from None
-    if resp.status_code >= 300:
-        raise DeliveryError(f"webhook at {where}: HTTP {resp.status_code}")
+        status = post_json(url, payload)
+    except FetchError as exc:
+        raise DeliveryError(f"webhook at {where}: {exc.reason}") from None
+    if status >= 300:
+        raise DeliveryError(f"webhook at {where}: HTTP {status}")
 
 
 def _attempt(store: Store, digest_id: str, channel: str, send, now: datetime) -> bool:
@@ -117,19 +117,15 @@ def _attempt(store: Store, digest_id: str, channel: str, send, now: datetime) ->
     except DeliveryError as exc:
         status, error = "failed", str(exc)
         log.warning("digest %s by %s failed: %s (tried again next run)", digest_id, channel, error)
-    with store.transaction() as con:
-        con.execute("""INSERT INTO core.deliveries VALUES (?, ?, ?, 1, ?, ?)
-                       ON CONFLICT DO UPDATE SET status = excluded.status, attempts = core.deliveries.attempts + 1,
-                           last_attempt_at = excluded.last_attempt_at, error = excluded.error""",
-                    [digest_id, channel, status, now, error])
+    store.record_delivery(digest_id, channel, status, now, error)
     return status == "sent"
 
 
 def channels(config: Config) -> list[str]:
     out = []
-    if config["digest.email.host"] and config["digest.email.to"]:
+    if config.digest.email.host and config.digest.email.to:
         out.append("email")
-    if config["digest.webhook.url"]:
+    if config.digest.webhook.url:
         out.append("webhook")
     return out
 
@@ -152,14 +148,12 @@ def deliver(store: Store, config: Config, data: DigestData, now: datetime) -> di
 def retry_failed(store: Store, config: Config, now: datetime) -> int:
     """Try earlier failed deliveries again from the files those digests wrote. Returns how many
     went through."""
-    rows = store.query("""SELECT v.digest_id, v.channel, d.files FROM core.deliveries v JOIN core.digests d
-                          USING (digest_id) WHERE v.status = 'failed' AND v.attempts < ?
-                          ORDER BY d.created_at""", [MAX_ATTEMPTS])[1]
     sent = 0
-    for digest_id, channel, files in rows:
+    for pending in store.pending_deliveries(MAX_ATTEMPTS):
+        digest_id, channel = pending.digest_id, pending.channel
         if channel not in channels(config):
             continue
-        paths = {Path(f).suffix: Path(f) for f in files or []}
+        paths = {Path(f).suffix: Path(f) for f in pending.files}
         md, html, js = paths.get(".md"), paths.get(".html"), paths.get(".json")
         if channel == "email" and md and html and md.exists() and html.exists():
             msg = build_email(config, f"aiwatch digest {digest_id} (delivered late)", md.read_text("utf-8"),

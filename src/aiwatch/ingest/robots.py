@@ -1,14 +1,20 @@
-"""robots.txt for article pages, fetched once per host per run (RFC 9309 semantics)."""
+"""robots.txt for article pages, fetched once per host per run, read by protego (RFC 9309).
+
+protego implements the standard's matching: ``*`` and ``$`` in paths, and the longest matching
+rule wins, so ``Allow: /news/public/`` after ``Disallow: /news/`` allows what it says. (The
+standard library's parser does neither.)
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from urllib.parse import urlsplit
-from urllib.robotparser import RobotFileParser
 
-from .errors import FetchError
-from .http import HttpClient
+from protego import Protego
+
+from ..errors import FetchError
+from ..http import HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -25,24 +31,20 @@ class RobotsPolicy:
 
     def __init__(self, client: HttpClient):
         self._client = client
-        self._cache: dict[str, RobotFileParser | bool] = {}
+        self._cache: dict[str, Protego | bool] = {}
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
 
-    def _rules(self, url: str) -> RobotFileParser | bool:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
+    def _rules(self, origin: str) -> Protego | bool:
         with self._lock:
             host_lock = self._host_locks.setdefault(origin, threading.Lock())
         with host_lock:  # fetch each host's robots.txt once, even with many threads asking
             if origin in self._cache:
                 return self._cache[origin]
-            rules: RobotFileParser | bool
+            rules: Protego | bool
             try:
                 fetched = self._client.fetch(origin + "/robots.txt")
-                parser = RobotFileParser()
-                parser.parse(fetched.content.decode("utf-8", errors="replace").splitlines())
-                rules = parser
+                rules = Protego.parse(fetched.content.decode("utf-8", errors="replace"))
             except FetchError as exc:
                 if exc.status is not None and 400 <= exc.status < 500:
                     rules = True  # no robots.txt: everything allowed
@@ -54,7 +56,8 @@ class RobotsPolicy:
             return rules
 
     def allowed(self, url: str) -> bool:
-        rules = self._rules(url)
+        parts = urlsplit(url)
+        rules = self._rules(f"{parts.scheme}://{parts.netloc}")
         if isinstance(rules, bool):
             return rules
-        return rules.can_fetch(AGENT, url)
+        return rules.can_fetch(url, AGENT)

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import AiwatchError
+from ..errors import AiwatchError
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,6 @@ def default_cache_dir() -> Path:
 class Embedder:
     """Turns texts into L2-normalised float32 vectors of ``DIMENSIONS``."""
 
-    model_name = MODEL_NAME
     backend = "torch"
     batch_size = 32
 
@@ -209,11 +208,8 @@ def onnx_file(backend: str, cache_dir: str | Path | None = None) -> Path:
 
 def _export(dest: Path) -> None:
     _offline()
-    try:
-        import torch
-        from transformers import AutoModel
-    except ImportError as exc:  # pragma: no cover - torch is a dependency
-        raise AiwatchError(f"embed: exporting to ONNX needs torch and transformers ({exc})") from None
+    import torch
+    from transformers import AutoModel
 
     class Pooled(torch.nn.Module):
         """The transformer plus sentence-transformers' mean pooling and normalisation."""
@@ -280,5 +276,5 @@ def get_embedder(backend: str = DEFAULT_BACKEND, batch_size: int = 32, cache_dir
 
 def embedder_for(config, threads: int | None = None) -> Embedder:
     """The embedder a config asks for (``threads`` overrides ``embed.threads``)."""
-    return get_embedder(config["embed.backend"], config["embed.batch_size"],
-                        config["embed.cache_dir"] or None, threads or config["embed.threads"] or None)
+    return get_embedder(config.embed.backend, config.embed.batch_size,
+                        config.embed.cache_dir or None, threads or config.embed.threads or None)

@@ -16,7 +16,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from .text import html_to_text, normalize_space
+from ..text import html_to_text, normalize_space
 
 JSON_CONTENT_TYPES = ("application/feed+json", "application/json")
 _LEADING = re.compile(rb"^(?:\xef\xbb\xbf)?[ \t\r\n]*")

@@ -24,11 +24,12 @@ strict parse fails on real feeds, and every reason an XML parser could be made t
 
 from __future__ import annotations
 
-import codecs
 import html.entities
 import re
 import zlib
 from dataclasses import dataclass
+
+from ..charset import decode, http_charset
 
 MAX_DECOMPRESSED_BYTES = 10_000_000
 GZIP_MAGIC = b"\x1f\x8b"
@@ -79,121 +80,18 @@ def gunzip_capped(data: bytes, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
 
 # -- decoding --------------------------------------------------------------------------------
 
-_BOMS = (  # UTF-32 first: its little-endian BOM starts like UTF-16's
-    (codecs.BOM_UTF32_LE, "utf_32_le"),
-    (codecs.BOM_UTF32_BE, "utf_32_be"),
-    (codecs.BOM_UTF8, "utf_8"),
-    (codecs.BOM_UTF16_LE, "utf_16_le"),
-    (codecs.BOM_UTF16_BE, "utf_16_be"),
-)
-# The first markup of an XML document in a 16- or 32-bit encoding without a BOM: optional
-# whitespace, then "<" and "?", "!" or a name character ("<?xml", "<!--", "<rss").
-_WIDE_PATTERNS = (
-    (re.compile(rb"(?:[ \t\r\n]\x00\x00\x00)*<\x00\x00\x00[?!A-Za-z_]\x00\x00\x00"), "utf_32_le"),
-    (re.compile(rb"(?:\x00\x00\x00[ \t\r\n])*\x00\x00\x00<\x00\x00\x00[?!A-Za-z_]"), "utf_32_be"),
-    (re.compile(rb"(?:[ \t\r\n]\x00)*<\x00[?!A-Za-z_]\x00"), "utf_16_le"),
-    (re.compile(rb"(?:\x00[ \t\r\n])*\x00<\x00[?!A-Za-z_]"), "utf_16_be"),
-)
 _XML_DECL_ENCODING = re.compile(
     rb"""^[ \t\r\n]*<\?xml[^>]{0,200}?encoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._:+-]{1,40})["']""")
-_HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?([A-Za-z0-9._:+-]{1,40})""", re.I)
-_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
-_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
-_HIGH_RUN = re.compile(rb"[\x80-\xff]+")
-# Labels read as their superset, as browsers do: "ISO-8859-1" feeds are full of windows-1252
-# "smart quotes", "GB2312" feeds of GBK characters.
-_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode", "idna"})
-_SUPERSETS = {"iso8859_1": "cp1252", "ascii": "cp1252", "gb2312": "gbk", "shift_jis": "cp932",
-              "euc_kr": "cp949"}
-
-
-def _codec(label: str | None) -> str | None:
-    """Python's codec name for an encoding label, or None if unknown or not a text encoding."""
-    if not label:
-        return None
-    try:
-        info = codecs.lookup(label.strip().lower())
-    except LookupError:
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    name = info.name.replace("-", "_")
-    return _SUPERSETS.get(name, name)
-
-
-def _strict(data: bytes, codec: str) -> str | None:
-    try:
-        return data.decode(codec)
-    except (UnicodeDecodeError, LookupError):
-        return None
-
-
-def _guess(data: bytes) -> str:
-    """Best guess at the encoding of undeclared, non-UTF-8 bytes.
-
-    In Western European text the non-ASCII bytes stand alone or in pairs between ASCII letters
-    ("tr\xe8s", "informa\xe7\xf5es") and windows-1252 is by far the likeliest; statistical
-    detectors often pick a sibling code page (windows-1250, -1257) for such short runs. Longer
-    runs (Cyrillic, Greek, Hebrew or Thai words, CJK text) go to charset_normalizer.
-    """
-    runs = _HIGH_RUN.findall(data)
-    high = sum(map(len, runs))
-    short = sum(len(r) for r in runs if len(r) <= 2)
-    if high and short >= 0.7 * high:
-        return "cp1252" if _strict(data, "cp1252") is not None else "latin_1"
-    try:
-        from charset_normalizer import from_bytes  # installed with trafilatura
-    except ImportError:  # pragma: no cover
-        from_bytes = None
-    if from_bytes is not None:
-        best = from_bytes(data[:200_000]).best()
-        codec = _codec(best.encoding) if best is not None else None
-        if codec and _strict(data, codec) is not None:
-            return codec
-    return "cp1252" if _strict(data, "cp1252") is not None else "latin_1"
 
 
 def decode_body(data: bytes, content_type: str = "") -> tuple[str, str, str | None]:
     """Decode a feed body: returns (text, codec used, a note when the encoding was guessed).
 
-    Order: a BOM; a UTF-16/32 byte pattern; valid UTF-8 (a body that is valid UTF-8 is almost
-    never meant as anything else, whatever it declares); the XML declaration's encoding, then
-    the HTTP charset, when the bytes decode under it; mostly-UTF-8 with a few bad bytes; a guess.
+    The XML declaration's encoding comes before the HTTP charset (see :func:`aiwatch.charset.decode`).
     """
-    for bom, codec in _BOMS:
-        if data.startswith(bom):
-            return data[len(bom):].decode(codec, "replace"), codec, None
-    head = data[:256]
-    for pattern, codec in _WIDE_PATTERNS:
-        if pattern.match(head):
-            usable = len(data) - len(data) % (4 if "32" in codec else 2)
-            return data[:usable].decode(codec, "replace"), codec, None
-    text = _strict(data, "utf_8")
-    if text is not None:
-        return text, "utf_8", None
     m = _XML_DECL_ENCODING.match(data)
-    xml_label = m.group(1).decode("ascii") if m else None
-    m = _HTTP_CHARSET.search(content_type or "")
-    http_label = m.group(1) if m else None
-    declared = [c for c in (_codec(xml_label), _codec(http_label)) if c]
-    for codec in declared:
-        if codec.startswith(("utf_8", "utf_16", "utf_32")):
-            continue  # the bytes are not UTF-8, and have no UTF-16/32 pattern
-        text = _strict(data, codec)
-        if text is None and codec == "cp1252":  # the five bytes windows-1252 leaves undefined
-            codec, text = "latin_1", data.decode("latin_1")
-        if text is not None:
-            return text, codec, None
-    said = xml_label or http_label
-    sequences = _UTF8_MULTIBYTE.findall(data)
-    strays = len(_HIGH_BYTE.findall(data)) - sum(map(len, sequences))
-    if len(sequences) >= strays:
-        # Good UTF-8 with a few stray bytes: keep UTF-8 and replace the strays.
-        return data.decode("utf-8", "replace"), "utf_8", f"{strays} invalid UTF-8 byte(s) replaced"
-    codec = _guess(data)
-    note = (f"declared encoding {said!r} does not fit the bytes; decoded as {codec}" if said
-            else f"no encoding declared and not UTF-8; decoded as {codec}")
-    return data.decode(codec, "replace"), codec, note
+    decoded = decode(data, [m.group(1).decode("ascii") if m else None, http_charset(content_type)])
+    return decoded.text, decoded.codec, decoded.note
 
 
 # -- the prolog and its DOCTYPE ------------------------------------------------------------------

@@ -9,7 +9,7 @@ from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 THEME_KEYS = ("name", "description", "threshold", "positive_examples", "negative_examples", "must_have",
               "must_also_have", "must_not", "key_terms")

@@ -8,7 +8,7 @@ The rule, in order:
    ``future_page_date``, ``implausible_feed_date``, ``implausible_page_date``).
 2. ``published_at`` is the feed's date when plausible: feeds state when they published the
    item, while a page carries many dates (updates, related stories, copyright years).
-3. Otherwise the page's date (htmldate, through trafilatura) when plausible.
+3. Otherwise the page's date (declared in its meta tags, else htmldate's) when plausible.
 4. Otherwise the first-seen time, flagged ``no_trusted_date``.
 
 When feed and page dates are both plausible but more than two days apart, the feed's date is
@@ -17,7 +17,6 @@ kept and ``dates_disagree`` is flagged.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 
 EARLIEST = datetime(1995, 1, 1, tzinfo=timezone.utc)
@@ -52,23 +51,3 @@ def choose_published(feed_date: datetime | None, page_date: datetime | None,
             return kept[source], source, tuple(flags)
     return first_seen, "first_seen", tuple(flags + ["no_trusted_date"])
 
-
-_DECLARED = re.compile(
-    rb"""<meta\b[^>]*(?:property|name|itemprop)\s*=\s*["'](?:article:published_time|datePublished|"""
-    rb"""og:published_time|pubdate|publish-date|dc\.date)["'][^>]*>""", re.IGNORECASE)
-_CONTENT = re.compile(rb"""\bcontent\s*=\s*["']([^"']+)["']""", re.IGNORECASE)
-
-
-def declared_date(html: bytes) -> datetime | None:
-    """The publication date a page declares in its meta tags, as written (htmldate, by design,
-    drops future dates, so a page claiming one would otherwise go unnoticed)."""
-    for tag in _DECLARED.findall(html[:200_000]):
-        m = _CONTENT.search(tag)
-        if not m:
-            continue
-        try:
-            value = datetime.fromisoformat(m.group(1).decode("ascii", "replace").strip().replace("Z", "+00:00"))
-        except ValueError:
-            continue
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return None

@@ -1,23 +1,22 @@
-"""Adding feeds: discovery from a site URL, OPML import and export, and the config file edit."""
+"""Adding feeds: discovery from a site URL, OPML import and export (the config file edit that
+records them is :func:`aiwatch.configfile.add_feeds`)."""
 
 from __future__ import annotations
 
 import logging
 import re
-import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 from urllib.parse import urljoin
 
 import lxml.html
 
-from .config import DEFAULT_CONFIG_NAME, FeedSpec, config_template, default_feeds
-from .errors import AiwatchError, FeedError, FetchError
-from .extract import decode_html
-from .feeds import FEED_ACCEPT, parse_feed
-from .http import HttpClient
+from ..articles.page import decode_html
+from ..config import FeedSpec
+from ..errors import AiwatchError, FeedError, FetchError
+from ..http import HttpClient
+from .parse import FEED_ACCEPT, parse_feed
 
 log = logging.getLogger(__name__)
 
@@ -113,48 +112,3 @@ def render_opml(feeds: Iterable[FeedSpec], title: str = "aiwatch feeds") -> str:
         ET.SubElement(body, "outline", attrs)
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-
-
-def _toml_str(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def add_feeds_to_config(path: Path | None, feeds: Iterable[FeedSpec]) -> tuple[Path, list[FeedSpec]]:
-    """Append [[feeds]] tables to the config file (created from the template when missing).
-
-    A config without [[feeds]] uses the built-in list; adding to it writes that list out
-    first, so adding one feed never silently drops the defaults. Returns the file and the
-    feeds actually added (already-listed URLs are skipped).
-    """
-    path = path or Path(DEFAULT_CONFIG_NAME)
-    if not path.exists():
-        path.write_text(config_template(), "utf-8")
-    text = path.read_text("utf-8")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise AiwatchError(f"config: {path}: not valid TOML: {exc}") from None
-    existing = [FeedSpec(f.get("url"), f.get("name")) for f in doc.get("feeds", [])]
-    lines = []
-    if "feeds" not in doc:
-        existing = list(default_feeds())
-        lines.append("\n# The built-in feeds, written out when the first feed was added.")
-        lines += [block for f in existing for block in _feed_block(f)]
-    known = {f.url for f in existing}
-    added = []
-    for f in feeds:
-        if f.url in known:
-            continue
-        known.add(f.url)
-        added.append(f)
-        lines += _feed_block(f)
-    if lines:
-        path.write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", "utf-8")
-    return path, added
-
-
-def _feed_block(f: FeedSpec) -> list[str]:
-    block = ["", "[[feeds]]", f"url = {_toml_str(f.url)}"]
-    if f.name:
-        block.append(f"name = {_toml_str(f.name)}")
-    return block

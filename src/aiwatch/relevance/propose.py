@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .text import normalize_space
+from ..text import normalize_space
 from .themes import Theme
 
 _STOP = frozenset("""a about above after again against all also am an and any are as at be because been before

@@ -1,0 +1,138 @@
+"""The articles stage: fetch and extract each new entry's page, find copies, store articles.
+
+Entries are fetched in batches, in turns across hosts, on a thread pool; the next batch is
+fetched while the current one is deduplicated and stored in one transaction, so a crash loses
+at most a batch and readers get in between batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+from urllib.parse import urlsplit
+
+from ..clock import StageClock, utcnow
+from ..config import Config
+from ..http import HttpClient
+from ..ingest.robots import RobotsPolicy
+from ..progress import track
+from ..records import BuiltArticle, Failure, FeedEntry
+from ..relevance.embed import model_id
+from ..relevance.embedding import EmbedBehind
+from ..store import open_store
+from ..urls import site_of
+from .build import build_article
+from .dedup import dedup_batch
+
+log = logging.getLogger(__name__)
+
+ARTICLE_BATCH = 50
+
+
+@dataclass(frozen=True)
+class ArticlesResult:
+    stored: int
+    duplicates: int
+    failures: tuple[Failure, ...]
+    seconds: dict[str, float] = field(default_factory=dict)  # fetch, extract, dedup, store
+    embedded: int = 0  # passages embedded while the pages were still being fetched
+
+
+def interleave_hosts(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
+    """The entries in turns across their pages' hosts. A feed lists pages of one site, and
+    each host gets at most ``fetch.per_host`` requests at a time, ``fetch.host_delay`` apart:
+    in feed order a batch would wait on one host while the others sit idle."""
+    by_host: dict[str, list[FeedEntry]] = {}
+    for e in entries:
+        by_host.setdefault(urlsplit(e.link or "").hostname or "", []).append(e)
+    queues = list(by_host.values())
+    out: list[FeedEntry] = []
+    for turn in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[turn] for q in queues if turn < len(q))
+    return out
+
+
+def outlet_of(config: Config, entry: FeedEntry, feed_titles: dict[str, str | None]) -> str:
+    """The outlet an entry is shown under: the configured name, the feed's title, or the site."""
+    for f in config.feeds:
+        if f.url == entry.feed_url and f.name:
+            return f.name
+    return feed_titles.get(entry.feed_url) or site_of(entry.link or entry.feed_url)
+
+
+def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
+                   now: datetime | None = None) -> ArticlesResult:
+    """Fetch and extract the new entries' pages, dedup copies, store articles and passages.
+
+    With ``embed.overlap`` the stored passages are embedded by background workers meanwhile."""
+    now = now or utcnow()
+    overlap = config.embed.overlap and bool(entries)
+    # With overlap, one connection for the whole stage and a cursor of it per embedding
+    # worker (DuckDB closing and reopening the file while another thread connects was seen
+    # to crash the process). Without, a connection per batch, so readers get in between.
+    shared = open_store(config) if overlap else None
+
+    def store_for_batch():
+        return nullcontext(shared) if shared is not None else open_store(config)
+
+    with store_for_batch() as store:
+        titles = store.feed_titles()
+    failures: list[Failure] = []
+    stored = duplicates = 0
+    clock = StageClock()
+    hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
+    model = model_id(config.embed.backend)
+    behind = EmbedBehind(config, now, shared) if shared is not None else None
+    try:
+        with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
+                track("articles", len(entries)) as bar, \
+                ThreadPoolExecutor(max_workers=config.fetch.concurrency) as pool:
+            robots = RobotsPolicy(client) if client is not None and config.fetch.robots else None
+
+            def submit(batch: Sequence[FeedEntry]) -> list:
+                return [pool.submit(build_article, config, client, e, outlet_of(config, e, titles), now, robots,
+                                    clock) for e in batch]
+
+            order = interleave_hosts(entries)
+            batches = [order[i:i + ARTICLE_BATCH] for i in range(0, len(order), ARTICLE_BATCH)]
+            ahead = submit(batches[0]) if batches else []
+            for number, batch in enumerate(batches):
+                # the next batch is fetched while this one is deduplicated and stored (at most
+                # two batches of pages in memory)
+                futures, ahead = ahead, (submit(batches[number + 1]) if number + 1 < len(batches) else [])
+                built: list[BuiltArticle] = []
+                for fut in futures:
+                    b = fut.result()
+                    bar.advance()
+                    if b.failure is not None:
+                        failures.append(b.failure)
+                        log.warning("article %s: %s", b.failure.url, b.failure.error)
+                    built.append(b)
+                with store_for_batch() as store:
+                    with clock.timed("dedup"):
+                        result = dedup_batch(store, built, now, chunk_words=config.embed.chunk_words,
+                                             max_chunks=config.embed.max_chunks, entry_hashes=hashes)
+                    duplicates += result.duplicates
+                    with clock.timed("store"):
+                        store.mark_entries_seen(result.already_stored)
+                        store.save_articles(result.to_store, result.passages, run_id, hashes)
+                        store.save_minhash(result.signatures)
+                        store.record_failures(run_id, [b.failure for b in built if b.failure is not None], now)
+                        originals = {s.article.article_id for s in result.to_store if s.duplicate_of is None}
+                        todo = store.missing_embeddings(sorted({p.text_hash for p in result.passages
+                                                                if p.article_id in originals}), model) if behind else []
+                stored += len(result.to_store)
+                if behind is not None:
+                    texts = {p.text_hash: p.text for p in result.passages}
+                    behind.submit([(h, texts[h]) for h in todo])
+    finally:
+        embedded = behind.close() if behind is not None else 0
+        if shared is not None:
+            shared.close()
+    log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
+             stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
+    return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)

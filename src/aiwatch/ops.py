@@ -1,0 +1,241 @@
+"""The library calls behind the maintenance commands: each one opens what it needs, takes the
+write lock when it writes, and returns a record for the command line to print.
+
+``reextract``, ``reembed``, ``rescore``, ``prune`` and ``record_feedback`` change the database;
+``calibrate`` and ``add_theme`` change the config file (through :mod:`aiwatch.configfile`);
+``add_feed`` and ``import_opml`` add feeds to it. Digests are :func:`aiwatch.report.write_digest`.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from . import configfile
+from .articles.build import page_text
+from .articles.extract import extract_article
+from .clock import new_run_id, utcnow
+from .config import Config, FeedSpec
+from .errors import AiwatchError, ConfigError
+from .http import Fetched, HttpClient
+from .ingest.subscriptions import Discovered, discover_feed, parse_opml
+from .records import ArticleRef, ArticleToStore, Passage
+from .relevance.embed import embedder_for, model_id
+from .relevance.embedding import embed_passages
+from .relevance.evaluate import ItemScorer, LabelledItem, calibrate, load_labels
+from .relevance.propose import propose_theme
+from .relevance.score import ScoreResult, score_articles
+from .relevance.themes import Theme
+from .store import Store, compact, open_store, write_lock
+from .text import content_hash, passages, text_hash
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def writing(config: Config) -> Iterator[None]:
+    """Hold the run lock of an existing database: what every maintenance command that writes
+    needs first (a second writer waits up to storage.lock_timeout)."""
+    if not config.database.exists():
+        raise AiwatchError(f"{config.database}: no such database; run `aiwatch run` or `aiwatch demo` first")
+    with write_lock(config.database, config.storage.lock_timeout):
+        yield
+
+
+def reading(config: Config) -> Store:
+    """A read-only connection to the config's database (migrated first if it is older)."""
+    return Store.open_for_reading(config.database, lock_timeout=10)
+
+
+# -- the database ---------------------------------------------------------------------------
+
+def reextract(config: Config, since: datetime | None = None, now: datetime | None = None) -> tuple[int, int]:
+    """Extract the stored raw pages again (after an upgrade or a settings change), without
+    fetching. Changed texts replace the old ones; their passages are embedded and scored anew.
+    Returns (pages checked, articles changed)."""
+    now = now or utcnow()
+    run_id = new_run_id(now, "reextract-")
+    checked, rows, psg = 0, [], []
+    with writing(config):
+        with open_store(config) as store:
+            for stored in store.stored_pages(since):
+                checked += 1
+                old = store.article(stored.article_id)
+                if old is None:
+                    continue
+                fetched = Fetched(stored.url, stored.url, 200, {"content-type": stored.content_type}, stored.html)
+                page = page_text(config, fetched, old.title or "", "")
+                if page.text is None or page.text == old.text:
+                    continue
+                rows.append(ArticleToStore(replace(
+                    old, text=page.text, text_source="page", language=page.language or old.language,
+                    content_hash=content_hash(page.text), page_error=None, extractor=page.extractor,
+                    extraction_notes=page.notes)))
+                for no, ptext in enumerate(passages(old.title, page.text, max_words=config.embed.chunk_words,
+                                                    max_passages=config.embed.max_chunks)):
+                    psg.append(Passage(old.article_id, no, ptext, text_hash(ptext)))
+            if rows:
+                store.save_articles(rows, psg, run_id)
+        if rows:
+            embed_passages(config, now)
+            score_articles(config, run_id, now)
+    log.info("reextract: %d stored pages checked, %d articles changed", checked, len(rows))
+    return checked, len(rows)
+
+
+@dataclass(frozen=True)
+class ReembedResult:
+    embedded: int  # passages embedded with the configured backend
+    dropped: int  # vectors of other backends deleted
+    scored: int  # article-theme pairs scored again
+
+
+def reembed(config: Config, now: datetime | None = None) -> ReembedResult:
+    """Switch a database to the configured embedding backend: embed every stored passage with
+    it, drop the other backends' vectors, and score the articles again with the new vectors."""
+    now = now or utcnow()
+    model = model_id(config.embed.backend)
+    with writing(config):
+        embedded = embed_passages(config, now)
+        with open_store(config) as store:
+            dropped = store.drop_other_models(model)
+            store.sync_themes(config.themes, now)
+            for theme in config.themes:
+                store.clear_scores(theme)
+        scored = score_articles(config, new_run_id(now, "reembed-"), now).scored
+    log.info("reembed: %d passages embedded with %s, %d other vectors dropped", embedded, model, dropped)
+    return ReembedResult(embedded, dropped, scored)
+
+
+def rescore(config: Config, theme: str | None = None, since: timedelta | None = None) -> tuple[int, ScoreResult]:
+    """Score stored articles again against the current themes (or one), those fetched within
+    ``since`` or all, from the stored vectors. Returns (scores cleared first, the new scores)."""
+    themes = [config.theme(theme)] if theme else list(config.themes)
+    now = utcnow()
+    with writing(config):
+        with open_store(config) as store:
+            cleared = sum(store.clear_scores(t, now - since if since else None) for t in themes)
+        return cleared, score_articles(config, new_run_id(now, "rescore-"), only=[t.name for t in themes])
+
+
+def prune(config: Config, older_than: timedelta) -> tuple[datetime, dict[str, int], int]:
+    """Delete what was fetched more than ``older_than`` ago and compact the file. Returns the
+    cutoff, the rows deleted per kind and the bytes freed."""
+    cutoff = utcnow() - older_than
+    with writing(config):
+        with open_store(config) as store:
+            counts = store.prune(cutoff)
+        freed = compact(config.database)
+    return cutoff, counts, freed
+
+
+def record_feedback(config: Config, url: str, theme: str, relevant: bool) -> ArticleRef:
+    """Record a judgement of the article stored under ``url``; it counts from the next scoring."""
+    config.theme(theme)
+    with writing(config):
+        with open_store(config) as store:
+            found = store.article_for_url(url)
+            if found is None:
+                raise AiwatchError(f"{url}: no stored article has this URL")
+            store.record_feedback(found.article_id, theme, relevant, utcnow())
+    return found
+
+
+# -- themes -------------------------------------------------------------------------------------
+
+def labelled_items(config: Config, folders: Sequence[str | Path], with_feedback: bool = False) -> list[LabelledItem]:
+    """Items of the labels folders, plus the user's judgements (for calibration) when asked."""
+    items = [item for folder in folders for item in load_labels(Path(folder))]
+    if with_feedback and config.database.exists():
+        with reading(config) as store:
+            items += [LabelledItem(j.article_id, j.title, j.text, j.feed_url, {j.theme: 2 if j.relevant else 0})
+                      for j in store.judged_articles()]
+    return items
+
+
+def item_scorer(config: Config, items: Sequence[LabelledItem]) -> ItemScorer:
+    return ItemScorer(items, embedder_for(config), config)
+
+
+def calibrate_thresholds(config: Config, folders: Sequence[str | Path], targets: dict[str, float],
+                         write: bool = True) -> tuple[dict[str, float], Path | None]:
+    """Thresholds chosen on labelled items and the user's judgements (best F1, or the best recall
+    at a precision target), written to the config file unless ``write`` is false."""
+    scorer = item_scorer(config, labelled_items(config, folders, with_feedback=True))
+    thresholds = calibrate(scorer, config.themes, targets)
+    path = configfile.set_theme_thresholds(config.path, config.themes, thresholds) if write else None
+    return thresholds, path
+
+
+def add_theme(config: Config, name: str, *, from_file: str | None = None,
+              from_url: str | None = None) -> tuple[Theme, Path]:
+    """Propose a theme from an example article (a file, or a URL fetched and extracted) and add
+    it to the config file for the user to edit."""
+    if bool(from_file) == bool(from_url):
+        raise ConfigError("themes add", "give exactly one of --from-file FILE or --from-url URL")
+    if any(t.name == name for t in config.themes):
+        raise ConfigError("themes add", f"a theme named {name!r} exists already")
+    if from_url:
+        with HttpClient.from_config(config) as client:
+            fetched = client.fetch(from_url)
+        title, text = _article_text(fetched, from_url)
+    else:
+        try:
+            raw = Path(from_file).read_bytes()
+        except OSError as exc:
+            raise AiwatchError(f"{from_file}: cannot be read: {exc.strerror}") from None
+        if raw.lstrip()[:1] == b"<":
+            title, text = _article_text(Fetched(from_file, from_file, 200, {}, raw), from_file)
+        else:
+            title, _, text = raw.decode("utf-8", errors="replace").strip().partition("\n")
+    theme = propose_theme(name, title, text or title)
+    note = (f"Proposed by `aiwatch themes add` from {from_file or from_url}:\n"
+            "edit the description, examples and terms, then calibrate the threshold.")
+    return theme, configfile.add_theme(config.path, theme, config.themes, note)
+
+
+def _article_text(fetched: Fetched, where: str) -> tuple[str, str]:
+    got = extract_article(fetched)
+    if got is None:
+        raise AiwatchError(f"{where}: no article text could be extracted")
+    return got.title or "", got.text
+
+
+# -- feeds --------------------------------------------------------------------------------------
+
+def add_feed(config: Config, url: str, name: str | None = None) -> tuple[Discovered, Path, bool]:
+    """Add the feed at ``url``, or the feed a site page links to, to the config file. Returns
+    what was found, the file, and whether it was new there."""
+    with HttpClient.from_config(config) as client:
+        found = discover_feed(client, url)
+    path, added = configfile.add_feeds(config.path, [FeedSpec(found.url, name or found.title)])
+    return found, path, bool(added)
+
+
+def import_opml(config: Config, file: str) -> tuple[list[FeedSpec], list[FeedSpec], Path]:
+    """Add the feeds of an OPML file to the config file. Returns (feeds in the file, feeds added, file)."""
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise AiwatchError(f"{file}: cannot be read: {exc.strerror}") from None
+    feeds = parse_opml(data, file)
+    path, added = configfile.add_feeds(config.path, feeds)
+    return feeds, added, path
+
+
+def feed_rows(config: Config) -> list[dict]:
+    """Every configured feed with its health (``feed_health``), for `aiwatch feeds`."""
+    state: dict[str, dict] = {}
+    if config.database.exists():
+        with reading(config) as store:
+            state = store.feed_health()
+    out = []
+    for f in config.feeds:
+        row = dict(state.get(f.url) or {"feed_url": f.url, "last_status": "never fetched"})
+        row["name"] = f.name or row.get("title") or ""
+        out.append(row)
+    return out

@@ -1,0 +1,122 @@
+"""The embed stage: every stored passage without a vector gets one, in committed chunks.
+
+:func:`embed_passages` runs after the articles stage; :class:`EmbedBehind` does the same work on
+background threads while the articles stage is still fetching (``embed.overlap``). Either way the
+work left to do is read from the database, so a crash loses at most one chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from contextlib import nullcontext
+from datetime import datetime
+from typing import Callable, Iterator
+
+from ..clock import utcnow
+from ..config import Config
+from ..progress import track
+from ..store import Store, open_store
+from .embed import embedder_for, model_id
+
+log = logging.getLogger(__name__)
+
+FanOut = Callable[[Callable, list[tuple]], Iterator]
+
+
+def serial(fn: Callable, arglists: list[tuple]) -> Iterator:
+    """Run ``fn`` over each argument tuple in turn, yielding results as they come."""
+    for args in arglists:
+        yield fn(*args)
+
+
+def embed_chunk(config: Config, items: list[tuple[str, str]], now: datetime, threads: int | None = None,
+                store: Store | None = None) -> int:
+    """Embed one chunk of (text_hash, text) and store the vectors; one transaction."""
+    embedder = embedder_for(config, threads)  # loaded once per process
+    vectors = embedder.embed([t for _, t in items])
+    with nullcontext(store) if store is not None else open_store(config) as target:
+        target.save_embeddings([h for h, _ in items], vectors, embedder.model_id, now)
+    return len(items)
+
+
+def embed_passages(config: Config, now: datetime | None = None, fan_out: FanOut = serial) -> int:
+    """Embed every stored passage that has no embedding yet; returns how many were embedded.
+
+    The work is cut into chunks, each stored in its own transaction. ``fan_out`` runs the
+    chunks: in turn here, or across Dask workers in the flow.
+    """
+    now = now or utcnow()
+    model = model_id(config.embed.backend)
+    with open_store(config) as store:
+        pending = store.texts_without_embedding(model)
+    if not pending:
+        log.info("embed: nothing new to embed")
+        return 0
+    chunk = max(config.embed.batch_size * 8, 64)
+    chunks = [pending[i:i + chunk] for i in range(0, len(pending), chunk)]
+    done = 0
+    with track("embed", len(pending)) as bar:
+        for count in fan_out(embed_chunk, [(config, part, now) for part in chunks]):
+            done += count
+            bar.advance(count)
+    log.info("embed: %d passages embedded with %s", done, model)
+    return done
+
+
+class EmbedBehind:
+    """Embeds stored passages on background threads while the caller goes on fetching and
+    extracting. Extraction is Python (one core at a time, under the GIL); the model's
+    inference releases the GIL. One worker per core, each running the model single-threaded:
+    measured faster than one worker with a 2-thread model, whose threads wait on each other
+    whenever the extracting thread takes a core. A bounded queue keeps memory flat; the embed
+    stage afterwards picks up anything left (a failure here is logged and left to it)."""
+
+    def __init__(self, config: Config, now: datetime, store: Store, workers: int | None = None):
+        self.config, self.now, self.store = config, now, store
+        self.done = 0
+        self.failed: str | None = None
+        self._submitted: set[str] = set()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        torch = config.embed.backend == "torch"  # torch runs one call at a time: one worker, its own threads
+        self._model_threads = None if torch else 1
+        count = 1 if torch else (workers or config.embed.threads or os.cpu_count() or 1)
+        self._threads = [threading.Thread(target=self._work, name=f"aiwatch-embed-{i}", daemon=True)
+                         for i in range(count)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, items: list[tuple[str, str]]) -> None:
+        items = [(h, t) for h, t in items if h not in self._submitted]  # a text shared by two batches
+        self._submitted.update(h for h, _ in items)
+        for start in range(0, len(items), 64):
+            if self.failed is None:
+                self._queue.put(items[start:start + 64])
+
+    def _work(self) -> None:
+        with self._lock:
+            own = self.store.cursor()  # this thread's handle on the stage's connection
+        try:
+            while (items := self._queue.get()) is not None:
+                if self.failed is not None:
+                    continue
+                try:
+                    count = embed_chunk(self.config, items, self.now, threads=self._model_threads, store=own)
+                    with self._lock:
+                        self.done += count
+                except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
+                    self.failed = f"{type(exc).__name__}: {exc}"
+                    log.warning("embed while fetching stopped (%s); the embed stage will finish the work",
+                                self.failed)
+        finally:
+            own.close()
+
+    def close(self) -> int:
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        return self.done
