@@ -34,7 +34,7 @@ CONFIG_HELP = f"config file (default: ./{DEFAULT_CONFIG_NAME} when present, else
 
 class _OneLine(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage().replace("\n", " ")
+        msg = shown(record.getMessage().replace("\n", " "))
         if record.levelno >= logging.WARNING:
             return f"aiwatch: {record.levelname.lower()}: {msg}"
         return f"aiwatch: {msg}"
@@ -52,6 +52,16 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
     from .progress import use_bars
     use_bars(sys.stderr.isatty() and not quiet)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def shown(value) -> str:
+    """Text from feeds and pages as the terminal may print it: control characters (an escape
+    sequence that clears the screen or sets the window title, a bidi override) are written
+    escaped, as ``\\x1b``, never sent to the terminal."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(value))
 
 
 def _epilog(example: str) -> str:
@@ -148,7 +158,7 @@ def _print_result(result) -> None:
     if result.flagged:
         click.echo("flagged:")
         for f in result.flagged:
-            click.echo(f"  [{f.theme}] {f.score:.2f}  {f.title}")
+            click.echo(f"  [{f.theme}] {f.score:.2f}  {shown(f.title)}")
     for path in result.digest_files:
         click.echo(f"digest: {path}")
 
@@ -182,6 +192,7 @@ def init(config_path: str | None, force: bool) -> int:
 @click.option("--no-prefect", is_flag=True, help="run the same stages without Prefect's embedded API (starts faster)")
 def run(config_path: str | None, no_prefect: bool) -> int:
     config = _config(config_path)  # validate before starting anything
+    config.check_writable()
     result = _run(config_path, not no_prefect)
     _print_result(result)
     click.echo(f"database: {config.database}")
@@ -203,7 +214,7 @@ def demo(config_path: str | None, out: str, no_prefect: bool) -> int:
     folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(folder)
-    _config(config_path).replace(**settings)  # validate before starting anything
+    _config(config_path).replace(**settings).check_writable()  # validate before starting anything
     with CorpusServer(port=free_port(DEMO_PORT)) as server:
         log.info("serving the demo corpus at %s", server.base_url)
         result = _run(config_path, not no_prefect, settings, demo_feeds(server.base_url))
@@ -268,7 +279,7 @@ def _print_rows(cols: list[str], rows: list[tuple], fmt: str) -> None:
         w.writerow(cols)
         w.writerows(rows)
     else:
-        cells = [[("" if v is None else str(v)).replace("\n", " ") for v in r] for r in rows]
+        cells = [[shown("" if v is None else str(v).replace("\n", " ")) for v in r] for r in rows]
         widths = [min(60, max([len(c)] + [len(r[i]) for r in cells])) for i, c in enumerate(cols)]
         click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
         click.echo("  ".join("-" * w for w in widths))
@@ -281,7 +292,9 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "jso
                       show_default=True)
 
 
-@_command(cli, "query", "Run SQL on a read-only connection to the database.",
+@_command(cli, "query", "Run SQL on a read-only connection to the database. The SQL can read this database "
+                        "only: no other file is read or written (COPY ... TO, read_csv, ATTACH, EXPORT) and no "
+                        "extension is installed or loaded; to export, use `aiwatch export`.",
           """aiwatch query "SELECT theme, title, score FROM matches ORDER BY score DESC" --format csv
           aiwatch query @flagged_this_week             # a named query from sql/queries/""")
 @click.argument("sql")
@@ -298,7 +311,7 @@ def query(config_path, sql, fmt) -> int:
             except OSError:
                 raise AiwatchError(f"no named query or file {sql[1:]!r}") from None
         sql = text
-    with reading(config) as store:
+    with reading(config, sandbox=True) as store:
         cols, rows = store.query(sql)
     _print_rows(cols, rows, fmt)
     return EXIT_OK
@@ -321,7 +334,7 @@ def search(config_path, text, theme, k, since, fmt) -> int:
         hits = store.search(embedder.embed([text])[0], embedder.model_id, k=k, theme=theme, since=since)
     if fmt == "table":
         for h in hits:
-            click.echo(f"{h.score:.3f}  {h.date}  {h.title}  ({h.outlet})\n       {h.url}")
+            click.echo(f"{h.score:.3f}  {h.date}  {shown(h.title)}  ({shown(h.outlet)})\n       {shown(h.url)}")
         if not hits:
             click.echo("no matching articles")
     else:
@@ -397,7 +410,7 @@ def reembed(config_path) -> int:
 def feedback(config_path, url, theme, relevant) -> int:
     from .ops import record_feedback
     found = record_feedback(_config(config_path), url, theme, relevant)
-    click.echo(f"recorded: {found.title!r} is {'relevant' if relevant else 'not relevant'} for {theme}; "
+    click.echo(f"recorded: {shown(repr(found.title))} is {'relevant' if relevant else 'not relevant'} for {theme}; "
                "it is used as an example from the next run on")
     return EXIT_OK
 
@@ -433,10 +446,10 @@ def feeds_list(config_path) -> int:
         click.echo(f"{r.get('last_status') or '-':<14} {r.get('consecutive_failures') or 0:>5}  "
                    f"{_when(r.get('last_ok_at')):<16}  {r.get('entries_last_fetch') or '-':>7}  "
                    f"{'-' if overlap is None else f'{overlap:.0%}':>7}  {_when(r.get('next_fetch_at')):<16}  "
-                   f"{(r['name'] + ' ') if r['name'] else ''}{r['feed_url']}")
+                   f"{shown(r['name']) + ' ' if r['name'] else ''}{shown(r['feed_url'])}")
         for note in (r.get("last_error"), r.get("last_warning")):
             if note:
-                click.echo(f"{'':<14} {'':>5}  {note}")
+                click.echo(f"{'':<14} {'':>5}  {shown(note)}")
     failing = sum(1 for r in rows if r.get("last_status") == "failed")
     click.echo(f"{len(rows)} feeds, {failing} failing")
     return EXIT_OK
@@ -450,7 +463,7 @@ def feeds_add(config_path, url, name) -> int:
     from .ops import add_feed
     found, path, added = add_feed(_config_for_edit(_group_config(config_path)), url, name)
     if added:
-        click.echo(f"added {found.url} ({found.title or 'untitled'}, {found.entries} entries) to {path}")
+        click.echo(f"added {shown(found.url)} ({shown(found.title or 'untitled')}, {found.entries} entries) to {path}")
     else:
         click.echo(f"{found.url} is already in {path}")
     return EXIT_OK

@@ -14,6 +14,7 @@ override single settings. Every value is validated at start, and a bad one raise
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .relevance.themes import Theme, theme_from_mapping
@@ -30,12 +32,22 @@ DEFAULT_CONFIG_NAME = "aiwatch.toml"
 Check = Callable[[Any], "str | None"]  # returns a problem, or None
 
 
-def _positive(value: Any) -> str | None:
-    return None if value > 0 else "must be greater than 0"
+def _between(low: float, high: float, *, above: bool = False) -> Check:
+    """A check that a number is finite and within [low, high] (or (low, high] with ``above``):
+    a value that passes validation must never crash a run later (inf seconds, 1e300 hours)."""
+    def check(value: Any) -> str | None:
+        if not math.isfinite(value) or value > high or value < low or (above and value == low):
+            return f"must be {'greater than' if above else 'at least'} {low:g} and at most {high:g}"
+        return None
+    return check
 
 
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "must be 0 or more"
+def _positive(high: float) -> Check:
+    return _between(0, high, above=True)
+
+
+def _non_negative(high: float) -> Check:
+    return _between(0, high)
 
 
 def _cron(value: str) -> str | None:
@@ -72,7 +84,7 @@ class StorageSettings:
     database: str = _setting("aiwatch.duckdb", "DuckDB file holding everything; relative paths are relative to "
                                                "the config file's folder.")
     lock_timeout: float = _setting(600.0, "Seconds a run waits for another run writing the same database before "
-                                          "it gives up.", _non_negative)
+                                          "it gives up.", _non_negative(7 * 86400))
 
 
 @dataclass(frozen=True)
@@ -82,15 +94,15 @@ class FetchSettings:
     allow_private_addresses: bool = _setting(
         False, "Allow feeds and pages on loopback or private addresses (local test servers); off by default so "
                "a feed cannot point aiwatch at your internal network.")
-    timeout: float = _setting(20.0, "Seconds allowed for one whole response (connect + body).", _positive)
-    max_bytes: int = _setting(10_000_000, "Largest response body accepted, in bytes.", _positive)
-    max_redirects: int = _setting(5, "Redirects followed per request.", _non_negative)
-    concurrency: int = _setting(8, "Requests in flight at once, across all hosts.", _positive)
-    per_host: int = _setting(2, "Requests in flight at once to one host.", _positive)
+    timeout: float = _setting(20.0, "Seconds allowed for one whole response (connect + body).", _positive(3600))
+    max_bytes: int = _setting(10_000_000, "Largest response body accepted, in bytes.", _positive(1_000_000_000))
+    max_redirects: int = _setting(5, "Redirects followed per request.", _non_negative(30))
+    concurrency: int = _setting(8, "Requests in flight at once, across all hosts.", _positive(256))
+    per_host: int = _setting(2, "Requests in flight at once to one host.", _positive(64))
     host_delay: float = _setting(0.5, "Least seconds between the starts of two requests to one host.",
-                                 _non_negative)
+                                 _non_negative(300))
     retries: int = _setting(2, "Retries of a transient failure (timeout, connection error, 429, 502, 503, 504); "
-                               "other errors are not retried.", _non_negative)
+                               "other errors are not retried.", _non_negative(10))
     robots: bool = _setting(True, "Honour robots.txt for article pages; a disallowed page keeps the feed's own "
                                   "text.")
     contact: str = _setting("https://github.com/aiwatch/aiwatch",
@@ -100,16 +112,16 @@ class FetchSettings:
 @dataclass(frozen=True)
 class HealthSettings:
     backoff_hours: float = _setting(12.0, "After k failures in a row a feed waits backoff_hours x 2^(k-1) before "
-                                          "the next try, at most a week; it is never dropped.", _positive)
+                                          "the next try, at most a week; it is never dropped.", _positive(168))
     stale_days: int = _setting(14, "A feed with no new item for this many days is listed as stale in the digest.",
-                               _positive)
+                               _positive(3650))
 
 
 @dataclass(frozen=True)
 class ExtractSettings:
     min_chars: int = _setting(500, "Extracted text shorter than this is too short: the next extractor of the "
                                    "cascade is tried, and the feed's own content is used when it is longer.",
-                              _non_negative)
+                              _non_negative(100_000))
 
 
 @dataclass(frozen=True)
@@ -123,31 +135,31 @@ class EmbedSettings:
                                   "(never downloaded); empty: $XDG_CACHE_HOME/aiwatch/models, else "
                                   "~/.cache/aiwatch/models.", optional=True)
     threads: int = _setting(0, "Cores the model may use: threads of the embed stage, and single-threaded workers "
-                               "embedding while pages are fetched; 0: every core.", _non_negative)
+                               "embedding while pages are fetched; 0: every core.", _non_negative(1024))
     overlap: bool = _setting(False, "Experimental: embed each stored batch of articles on background workers while "
                                     "the next pages are fetched and extracted (measured 1.2x faster end to end on 2 "
                                     "cores), but two long benchmark runs with it ended in a native crash, so it is "
                                     "off until that is understood.")
     batch_size: int = _setting(8, "Texts per embedding batch, after sorting by length (measured fastest for "
-                                  "onnx-int8: 8).", _positive)
-    max_chunks: int = _setting(8, "Passages embedded per article (title + lead, then body chunks).", _positive)
+                                  "onnx-int8: 8).", _positive(1024))
+    max_chunks: int = _setting(8, "Passages embedded per article (title + lead, then body chunks).", _positive(256))
     chunk_words: int = _setting(150, "Words per passage; 150 English words stay inside the model's 256-token "
-                                     "window.", _positive)
+                                     "window.", _positive(1000))
 
 
 @dataclass(frozen=True)
 class StoriesSettings:
     window_hours: float = _setting(72.0, "Articles about one event are grouped into a story only within this many "
-                                         "hours of its first article.", _positive)
+                                         "hours of its first article.", _positive(24 * 366))
     threshold: float = _setting(0.85, "How alike an article must be to a story's first article to join it: cosine "
                                       "of their title + lead plus a quarter of their headlines' word overlap.",
-                                _positive)
+                                _positive(1.25))
 
 
 @dataclass(frozen=True)
 class EmailSettings:
     host: str = _setting("", "SMTP server; empty: no email.", optional=True)
-    port: int = _setting(587, "SMTP port (587 for STARTTLS, 465 for SSL).", _positive)
+    port: int = _setting(587, "SMTP port (587 for STARTTLS, 465 for SSL).", _between(1, 65535))
     starttls: bool = _setting(True, "Upgrade the connection with STARTTLS.")
     ssl: bool = _setting(False, "Connect with SSL from the start (port 465).")
     sender: str = _setting("aiwatch@localhost", "Sender address.", optional=True, name="from")
@@ -169,11 +181,11 @@ class WebhookSettings:
 class DigestSettings:
     dir: str = _setting(".", "Folder the digest files are written to (relative to the config file).")
     max_per_theme: int = _setting(10, "Most stories listed per theme in one digest (the alert budget); the rest "
-                                      "are counted, with the command that lists them.", _positive)
+                                      "are counted, with the command that lists them.", _positive(10_000))
     formats: str = _setting("md,html,json,atom", "Digest files to write, comma-separated: md, html, json, atom.",
                             _formats)
     window_days: int = _setting(7, "A digest offers stories first seen in the last window_days that no earlier "
-                                   "digest sent (or that were materially updated since).", _positive)
+                                   "digest sent (or that were materially updated since).", _positive(3650))
     email: EmailSettings = _table(EmailSettings)
     webhook: WebhookSettings = _table(WebhookSettings)
 
@@ -183,7 +195,7 @@ class PrefectSettings:
     task_runner: str = _setting("default", "default: stages run in the flow's process; dask: stages run on a local "
                                            "Dask cluster and embedding is spread over its workers (needs "
                                            "prefect-dask: pip install 'aiwatch[dask]').", _one_of("default", "dask"))
-    dask_workers: int = _setting(2, "Worker processes of the local Dask cluster.", _positive)
+    dask_workers: int = _setting(2, "Worker processes of the local Dask cluster.", _positive(256))
 
 
 @dataclass(frozen=True)
@@ -312,6 +324,19 @@ class Config:
             merged[key] = _coerce(key, value)
         return Config.from_values(merged, self.feeds, self.themes, self.path, self.base_dir)
 
+    def check_writable(self) -> None:
+        """Refuse to start a run whose database or digest folder cannot be written (one line
+        naming the setting), rather than fail after the data is stored."""
+        for key, folder in (("storage.database", self.database.parent), ("digest.dir", self.digest_dir)):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(key, f"{folder} cannot be created ({exc.strerror or exc})") from None
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ConfigError(key, f"{folder} is not writable")
+        if self.database.exists() and not os.access(self.database, os.W_OK):
+            raise ConfigError("storage.database", f"{self.database} is not writable")
+
     def with_feeds(self, feeds: tuple[FeedSpec, ...]) -> "Config":
         return dataclasses.replace(self, feeds=feeds)
 
@@ -388,6 +413,10 @@ def parse_feeds(items: Any) -> list[FeedSpec]:
         if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url.strip()):
             raise ConfigError(f"{where}.url", f"expected an http:// or https:// URL, got {url!r}")
         url = url.strip()
+        try:
+            urlsplit(url).port  # a port of 808080 or an unclosed IPv6 bracket is not a URL
+        except ValueError as exc:
+            raise ConfigError(f"{where}.url", f"not a valid URL ({exc}): {url!r}") from None
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ConfigError(f"{where}.name", f"expected a non-empty string, got {name!r}")

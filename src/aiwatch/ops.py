@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from . import configfile
-from .articles.build import page_text
+from .articles.build import article_passages, page_text
 from .articles.extract import extract_article
 from .clock import new_run_id, utcnow
 from .config import Config, FeedSpec
 from .errors import AiwatchError, ConfigError
 from .http import Fetched, HttpClient
 from .ingest.subscriptions import Discovered, discover_feed, parse_opml
-from .records import ArticleRef, ArticleToStore, Passage
+from .records import ArticleRef, ArticleToStore
 from .relevance.embed import embedder_for, model_id
 from .relevance.embedding import embed_passages
 from .relevance.evaluate import ItemScorer, LabelledItem, calibrate, load_labels
@@ -31,7 +31,7 @@ from .relevance.propose import propose_theme
 from .relevance.score import ScoreResult, score_articles
 from .relevance.themes import Theme
 from .store import Store, compact, open_store, write_lock
-from .text import content_hash, passages, text_hash
+from .text import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,10 @@ def writing(config: Config) -> Iterator[None]:
         yield
 
 
-def reading(config: Config) -> Store:
-    """A read-only connection to the config's database (migrated first if it is older)."""
-    return Store.open_for_reading(config.database, lock_timeout=10)
+def reading(config: Config, sandbox: bool = False) -> Store:
+    """A read-only connection to the config's database (migrated first if it is older);
+    ``sandbox``: for a user's own SQL, which may read this database and nothing else."""
+    return Store.open_for_reading(config.database, lock_timeout=10, sandbox=sandbox)
 
 
 # -- the database ---------------------------------------------------------------------------
@@ -71,13 +72,11 @@ def reextract(config: Config, since: datetime | None = None, now: datetime | Non
                 page = page_text(config, fetched, old.title or "", "")
                 if page.text is None or page.text == old.text:
                     continue
-                rows.append(ArticleToStore(replace(
-                    old, text=page.text, text_source="page", language=page.language or old.language,
-                    content_hash=content_hash(page.text), page_error=None, extractor=page.extractor,
-                    extraction_notes=page.notes)))
-                for no, ptext in enumerate(passages(old.title, page.text, max_words=config.embed.chunk_words,
-                                                    max_passages=config.embed.max_chunks)):
-                    psg.append(Passage(old.article_id, no, ptext, text_hash(ptext)))
+                new = replace(old, text=page.text, text_source="page", language=page.language or old.language,
+                              content_hash=content_hash(page.text), page_error=None, extractor=page.extractor,
+                              extraction_notes=page.notes)
+                rows.append(ArticleToStore(new))
+                psg += article_passages(new, config.embed.chunk_words, config.embed.max_chunks)
             if rows:
                 store.save_articles(rows, psg, run_id)
         if rows:

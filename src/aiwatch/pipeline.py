@@ -85,6 +85,7 @@ def run_pipeline(config: Config, *, now: datetime | None = None, stage: Stage = 
     ``stage`` wraps each stage function before it is called; the Prefect flow passes a wrapper
     that turns each into a task. Library callers use the plain functions.
     """
+    config.check_writable()
     with write_lock(config.database, config.storage.lock_timeout):
         return _run_locked(config, now, stage, with_digest)
 
@@ -122,6 +123,11 @@ def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest:
         timed("stories", group_stories)(config, clock())
         scores = timed("score", score_articles)(config, run_id, clock())
         stats = replace(stats, articles_scored=scores.scored, flagged=scores.flagged)
+    except KeyboardInterrupt:
+        # recorded without a Prefect task: the flow is being torn down
+        finish_run(config, replace(stats, stage_seconds=timer.rounded()), "interrupted", clock(),
+                   "interrupted by the user (Ctrl-C); the next run completes the work")
+        raise
     except Exception as exc:
         stage(finish_run)(config, replace(stats, stage_seconds=timer.rounded()), "failed", clock(),
                           str(exc) if isinstance(exc, AiwatchError) else f"{type(exc).__name__}: {exc}")

@@ -134,6 +134,19 @@ class Failure:
     url: str
     error: str
     feed_url: str | None = None
+    retry: bool = False  # worth trying again on a later run (a timeout, a 5xx, an unexpected error)
+
+
+@dataclass(frozen=True)
+class PageRetry:
+    """A page to fetch again on a later run (its article keeps the feed's text meanwhile)."""
+
+    article_id: str
+    url: str
+    feed_url: str | None
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,12 +11,14 @@ from ..config import Config
 from ..errors import AiwatchError, FetchError
 from ..http import Fetched, HttpClient
 from ..ingest.robots import RobotsPolicy
-from ..records import Article, BuiltArticle, Failure, FeedEntry, StoredPage
-from ..text import content_hash
+from ..records import Article, BuiltArticle, Failure, FeedEntry, Passage, StoredPage
+from ..text import content_hash, passages, text_hash
 from ..urls import canonical_url, url_key
 from .dates import choose_published
 from .extract import extract_article, strip_leading_title
 from .page import Page
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,30 +74,36 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
     stored: StoredPage | None = None
     page_error = failure = None
     clock = clock or StageClock()
-    if client is not None and entry.link and robots is not None and not robots.allowed(entry.link):
-        page_error = "disallowed by robots.txt, used the feed's content"
-    elif client is not None and entry.link:
+    if client is not None and entry.link:
         try:
-            with clock.timed("fetch"):
-                fetched = client.fetch(entry.link)
-            stored = StoredPage(fetched.url, fetched.content_type, fetched.content)
-            with clock.timed("extract", cpu=True):
-                page = page_text(config, fetched, entry.title, feed_text)
-            page_error = page.error
-            if page.extraction_failed:
-                failure = Failure("extract", entry.link, page.error, entry.feed_url)
-            final = canonical_url(fetched.url)
-            if page.canonical and page.canonical != canonical:
-                aliases.append(canonical)
-                canonical = page.canonical  # one id for the article, whichever URL reached it
-            if final != canonical:
-                aliases.append(final)
+            if robots is not None and not robots.allowed(entry.link):
+                page_error = "disallowed by robots.txt, used the feed's content"
+            else:
+                with clock.timed("fetch"):
+                    fetched = client.fetch(entry.link)
+                stored = StoredPage(fetched.url, fetched.content_type, fetched.content)
+                with clock.timed("extract", cpu=True):
+                    page = page_text(config, fetched, entry.title, feed_text)
+                page_error = page.error
+                if page.extraction_failed:
+                    failure = Failure("extract", entry.link, page.error, entry.feed_url)
+                final = canonical_url(fetched.url)
+                if page.canonical and page.canonical != canonical:
+                    aliases.append(canonical)
+                    canonical = page.canonical  # one id for the article, whichever URL reached it
+                if final != canonical:
+                    aliases.append(final)
         except FetchError as exc:
             page_error = exc.reason
-            failure = Failure("article", entry.link, exc.reason, entry.feed_url)
+            failure = Failure("article", entry.link, exc.reason, entry.feed_url, retry=exc.transient)
         except AiwatchError as exc:  # bad input from the page
             page_error = str(exc)
             failure = Failure("article", entry.link, str(exc), entry.feed_url)
+        except Exception as exc:  # noqa: BLE001 - nothing from the network may end a run: recorded, retried
+            log.debug("article %s: unexpected error", entry.link, exc_info=True)
+            page, stored, aliases, canonical = None, None, [], entry.canonical_url
+            page_error = f"unexpected error: {type(exc).__name__}: {exc}"
+            failure = Failure("article", entry.link, page_error, entry.feed_url, retry=True)
     use_page = page is not None and page.text is not None
     text = page.text if use_page else feed_text
     published, date_source, date_flags = choose_published(entry.published, page.date if page else None, now)
@@ -109,3 +118,10 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
         page=stored, site_name=page.site_name if page else None,
     )
     return BuiltArticle(article, tuple(aliases), failure)
+
+
+def article_passages(article: Article, chunk_words: int, max_chunks: int) -> list[Passage]:
+    """The passages an article is embedded and scored by (title + lead first)."""
+    return [Passage(article.article_id, no, text, text_hash(text))
+            for no, text in enumerate(passages(article.title, article.text, max_words=chunk_words,
+                                               max_passages=max_chunks))]

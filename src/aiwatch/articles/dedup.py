@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from ..records import ArticleToStore, BuiltArticle, Passage, SeenEntry, Signature, StoredSignature
-from ..text import passages, text_hash
+from .build import article_passages
 
 NUM_PERM = 128
 BANDS, ROWS = 16, 8
@@ -121,7 +121,5 @@ def dedup_batch(store, built: Sequence[BuiltArticle], now: datetime, *, chunk_wo
         else:
             duplicates += 1
         to_store.append(ArticleToStore(article, dup_of, b.aliases))
-        for no, ptext in enumerate(passages(article.title, article.text, max_words=chunk_words,
-                                            max_passages=max_chunks)):
-            psg.append(Passage(article.article_id, no, ptext, text_hash(ptext)))
+        psg += article_passages(article, chunk_words, max_chunks)
     return DedupResult(tuple(to_store), tuple(psg), tuple(new_sigs), tuple(seen), duplicates)

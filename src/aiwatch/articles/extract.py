@@ -33,6 +33,13 @@ from .page import Page
 
 log = logging.getLogger(__name__)
 
+# The extraction libraries log their own failures (readability prints a traceback for a binary
+# page served as HTML); aiwatch records what matters as the article's extraction notes, so their
+# records stay out of the user's terminal and run logs.
+for _name in ("readability", "trafilatura", "htmldate", "courlan", "justext"):
+    logging.getLogger(_name).addHandler(logging.NullHandler())
+    logging.getLogger(_name).propagate = False
+
 
 @dataclass(frozen=True)
 class Extracted:
@@ -220,6 +227,9 @@ def extract_article(source: Page | Fetched, min_chars: int = MIN_CHARS) -> Extra
     the quality gates (then the pipeline uses the feed's own content). ``min_chars``: shorter
     texts are rejected as too short and the next extractor is tried."""
     page = source if isinstance(source, Page) else Page.from_fetched(source)
+    if page.tree is None or page.is_binary:
+        log.debug("%s: not an HTML page", page.url)
+        return None
     steps: list[tuple[str, Callable[[], str]]] = [
         ("trafilatura", lambda: _trafilatura(page, favor_recall=True)),
         ("trafilatura-default", lambda: _trafilatura(page)),

@@ -61,6 +61,12 @@ class Page:
     def from_fetched(cls, fetched: Fetched) -> "Page":
         return cls(fetched.url, decode_html(fetched.content, fetched.content_type))
 
+    @property
+    def is_binary(self) -> bool:
+        """A file served as HTML (an image, a PDF, a zip): NUL or many control characters early on."""
+        head = self.html[:4096]
+        return "\x00" in head or sum(ch < " " and ch not in "\t\n\r\f" for ch in head) > len(head) // 20
+
     def _first(self, *xpaths: str, limit: int = 300) -> str | None:
         if self.tree is None:
             return None

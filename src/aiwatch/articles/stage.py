@@ -8,11 +8,11 @@ at most a batch and readers get in between batches.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ..clock import StageClock, utcnow
@@ -27,6 +27,7 @@ from ..store import open_store
 from ..urls import site_of
 from .build import build_article
 from .dedup import dedup_batch
+from .retry import retry_due_pages, schedule_retries
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,19 @@ def interleave_hosts(entries: Sequence[FeedEntry]) -> list[FeedEntry]:
     for turn in range(max((len(q) for q in queues), default=0)):
         out.extend(q[turn] for q in queues if turn < len(q))
     return out
+
+
+@contextmanager
+def stop_on_interrupt(pool: ThreadPoolExecutor, client: HttpClient | None) -> Iterator[None]:
+    """On Ctrl-C, drop the queued page fetches at once and make the ones in flight fail fast,
+    instead of waiting for every queued page."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        if client is not None:
+            client.close()
+        raise
 
 
 def outlet_of(config: Config, entry: FeedEntry, feed_titles: dict[str, str | None]) -> str:
@@ -90,7 +104,8 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     try:
         with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
                 track("articles", len(entries)) as bar, \
-                ThreadPoolExecutor(max_workers=config.fetch.concurrency) as pool:
+                ThreadPoolExecutor(max_workers=config.fetch.concurrency) as pool, \
+                stop_on_interrupt(pool, client):
             robots = RobotsPolicy(client) if client is not None and config.fetch.robots else None
 
             def submit(batch: Sequence[FeedEntry]) -> list:
@@ -105,9 +120,16 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                 # two batches of pages in memory)
                 futures, ahead = ahead, (submit(batches[number + 1]) if number + 1 < len(batches) else [])
                 built: list[BuiltArticle] = []
-                for fut in futures:
-                    b = fut.result()
+                for entry, fut in zip(batch, futures):
                     bar.advance()
+                    try:
+                        b = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - build_article guards the page; this is the last net
+                        log.debug("entry %s: unexpected error", entry.entry_id, exc_info=True)
+                        failures.append(Failure("article", entry.link or entry.entry_id,
+                                                f"unexpected error: {type(exc).__name__}: {exc}", entry.feed_url))
+                        log.warning("article %s: %s", failures[-1].url, failures[-1].error)
+                        continue  # not marked seen: the next run tries the entry again
                     if b.failure is not None:
                         failures.append(b.failure)
                         log.warning("article %s: %s", b.failure.url, b.failure.error)
@@ -122,6 +144,9 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         store.save_articles(result.to_store, result.passages, run_id, hashes)
                         store.save_minhash(result.signatures)
                         store.record_failures(run_id, [b.failure for b in built if b.failure is not None], now)
+                        kept = {s.article.article_id for s in result.to_store}
+                        schedule_retries(store, [(b.article.article_id, b.failure) for b in built
+                                                 if b.failure is not None and b.article.article_id in kept], now)
                         originals = {s.article.article_id for s in result.to_store if s.duplicate_of is None}
                         todo = store.missing_embeddings(sorted({p.text_hash for p in result.passages
                                                                 if p.article_id in originals}), model) if behind else []
@@ -129,6 +154,13 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                 if behind is not None:
                     texts = {p.text_hash: p.text for p in result.passages}
                     behind.submit([(h, texts[h]) for h in todo])
+            if client is not None:
+                with clock.timed("retry"):
+                    _, _, retry_failures = retry_due_pages(config, run_id, now, client, robots, clock)
+                failures += retry_failures
+                if retry_failures:
+                    with store_for_batch() as store:
+                        store.record_failures(run_id, retry_failures, now)
     finally:
         embedded = behind.close() if behind is not None else 0
         if shared is not None:

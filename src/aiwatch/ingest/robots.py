@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from ..errors import FetchError
+from ..errors import BlockedURLError, FetchError
 from ..http import HttpClient
 
 log = logging.getLogger(__name__)
@@ -31,20 +31,22 @@ class RobotsPolicy:
 
     def __init__(self, client: HttpClient):
         self._client = client
-        self._cache: dict[str, Protego | bool] = {}
+        self._cache: dict[str, Protego | bool | BlockedURLError] = {}
         self._lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
 
-    def _rules(self, origin: str) -> Protego | bool:
+    def _rules(self, origin: str) -> Protego | bool | BlockedURLError:
         with self._lock:
             host_lock = self._host_locks.setdefault(origin, threading.Lock())
         with host_lock:  # fetch each host's robots.txt once, even with many threads asking
             if origin in self._cache:
                 return self._cache[origin]
-            rules: Protego | bool
+            rules: Protego | bool | BlockedURLError
             try:
                 fetched = self._client.fetch(origin + "/robots.txt")
                 rules = Protego.parse(fetched.content.decode("utf-8", errors="replace"))
+            except BlockedURLError as exc:
+                rules = exc  # the host itself is refused: that is the page's failure, not robots.txt's
             except FetchError as exc:
                 if exc.status is not None and 400 <= exc.status < 500:
                     rules = True  # no robots.txt: everything allowed
@@ -56,8 +58,14 @@ class RobotsPolicy:
             return rules
 
     def allowed(self, url: str) -> bool:
+        """Whether robots.txt lets aiwatch fetch ``url``; BlockedURLError when the host itself is
+        refused (a private address, a scheme other than http and https)."""
         parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise BlockedURLError(url, f"scheme {parts.scheme or '(none)'!r} is not allowed, only http and https")
         rules = self._rules(f"{parts.scheme}://{parts.netloc}")
+        if isinstance(rules, BlockedURLError):
+            raise BlockedURLError(url, rules.reason)
         if isinstance(rules, bool):
             return rules
         return rules.can_fetch(url, AGENT)

@@ -22,6 +22,7 @@ from ..config import Config
 from ..errors import FetchError
 from ..http import post_json
 from ..store import Store
+from ..urls import safe_link
 from .digest import DigestData, render_html, render_json, render_markdown
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,53 @@ def send_email(config: Config, msg: EmailMessage) -> None:
         raise DeliveryError(f"SMTP {host}:{port}: {type(exc).__name__}: {detail}") from None
 
 
+SLACK_SECTION_CHARS = 3000  # Slack's limit for a section's text
+SLACK_MAX_BLOCKS = 50
+
+
+def _slack_text(text: str) -> str:
+    """Text as Slack shows it literally: &, < and > escaped, so a feed's "<!here>" or "<url|label>"
+    is never a mention or a link."""
+    return " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_link(url: str, label: str) -> str:
+    link = safe_link(url)
+    if not link:
+        return _slack_text(label)
+    link = "".join(f"%{ord(ch):02X}" if ch in "|<> " else ch for ch in link)
+    return f"<{link}|{_slack_text(label).replace('|', '/')}>"
+
+
 def webhook_payload(config: Config, data: DigestData) -> dict:
+    """The digest for a webhook: the JSON digest, or Slack blocks. Stories are packed into as many
+    sections as they need (never cut mid-story); past Slack's 50 blocks the rest are counted."""
     if config.digest.webhook.format == "json":
         return json.loads(render_json(data))
-    blocks = [{"type": "header", "text": {"type": "plain_text", "text": data.subject()[:150]}}]
+    lines: list[str] = []
     for t in data.themes:
-        lines = [f"*{t.name.replace('_', ' ')}*"]
+        lines.append(f"*{_slack_text(t.name.replace('_', ' '))}*")
         for i in t.items:
-            title = i.title.replace("<", "‹").replace(">", "›").replace("|", "/")
             also = f" (+{len(i.also)} outlets)" if i.also else ""
             mark = " _updated_" if i.updated else ""
-            lines.append(f"• <{i.url}|{title}> · {i.outlet}{also} · {i.score:.2f}{mark}")
+            lines.append(f"• {_slack_link(i.url, i.title)} · {_slack_text(i.outlet)}{also} · {i.score:.2f}{mark}")
         if not t.items:
             lines.append("nothing new")
         if t.more:
             lines.append(f"…and {t.more} more")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
+    sections: list[str] = []
+    for line in lines:
+        line = line[:SLACK_SECTION_CHARS]
+        if sections and len(sections[-1]) + 1 + len(line) <= SLACK_SECTION_CHARS:
+            sections[-1] += "\n" + line
+        else:
+            sections.append(line)
+    room = SLACK_MAX_BLOCKS - 1  # the header takes one block
+    if len(sections) > room:
+        left = sum(s.count("\n• ") + s.startswith("• ") for s in sections[room - 1:])
+        sections = sections[:room - 1] + [f"…and {left} more stories that did not fit in one message"]
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": data.subject()[:150]}}]
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections]
     return {"text": data.subject(), "blocks": blocks}
 
 

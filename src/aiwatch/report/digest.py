@@ -24,6 +24,7 @@ from .. import __version__
 from ..config import Config
 from ..records import FlaggedMatch, StoryMember
 from ..store import Store
+from ..urls import safe_link
 
 PASSAGE_CHARS = 320
 UPDATE_MARGIN = 0.1  # a score this much higher than when last sent makes a story "updated"
@@ -34,7 +35,7 @@ TREND_DAYS = 30
 class DigestItem:
     story_id: str
     title: str
-    url: str
+    url: str  # "" when the feed's link is not a safe http(s) link: the title is then shown as text
     outlet: str
     published_at: datetime | None
     score: float
@@ -128,11 +129,11 @@ def _candidates(store: Store, theme: str, version: str, since: datetime, run_id:
         others: dict[str, str] = {}  # other outlets only: a re-post by the same outlet is no news
         for member in members.get(sid, ()):
             if member.article_id != m.article_id and member.outlet != (m.outlet or "") and member.outlet not in others:
-                others[member.outlet] = member.url
+                others[member.outlet] = safe_link(member.url) or ""
         shown: dict[str, str] = {}  # a few distinct terms are an explanation; thirty are noise
         for term in m.terms:
             shown.setdefault(term.casefold().rstrip("s"), term)
-        items.append(DigestItem(sid, m.title or m.url, m.url, m.outlet or "", m.published_at, m.score,
+        items.append(DigestItem(sid, m.title or m.url, safe_link(m.url) or "", m.outlet or "", m.published_at, m.score,
                                 excerpt(m.passage or "", m.title or ""), tuple(shown.values())[:6],
                                 tuple(others.items())))
     return items
@@ -261,6 +262,7 @@ def _env(html: bool) -> jinja2.Environment:
         )
         env.filters["date"] = lambda d: d.strftime("%Y-%m-%d") if d else "date unknown"
         env.filters["md"] = _md_escape
+        env.filters["md_url"] = md_url
         env.filters["theme_title"] = lambda n: n.replace("_", " ")
         _env_cache[html] = env
     return _env_cache[html]
@@ -275,6 +277,12 @@ def _md_escape(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out).replace("\n", " ")
+
+
+def md_url(url: str) -> str:
+    """A safe link's URL as a Markdown link target: the characters that could end the target or
+    start another link are percent-encoded (a URL with ``)[x](javascript:...)`` stays one link)."""
+    return "".join(f"%{ord(ch):02X}" if ch in "()[]<> \\`" else ch for ch in url)
 
 
 def render_markdown(data: DigestData) -> str:
@@ -310,7 +318,8 @@ def render_atom(store: Store, config: Config, now: datetime, limit: int = 100) -
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         ET.SubElement(entry, f"{{{ATOM}}}id").text = f"urn:aiwatch:story:{e.article_id}:{e.theme}"
         ET.SubElement(entry, f"{{{ATOM}}}title").text = f"[{e.theme.replace('_', ' ')}] {e.title or e.url}"
-        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=e.url)
+        if safe_link(e.url):
+            ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", href=e.url)
         ET.SubElement(entry, f"{{{ATOM}}}updated").text = e.flagged_at.isoformat(timespec="seconds")
         if e.published_at:
             ET.SubElement(entry, f"{{{ATOM}}}published").text = e.published_at.isoformat(timespec="seconds")

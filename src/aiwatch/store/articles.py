@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..records import (Article, ArticleRef, ArticleToStore, Passage, SeenEntry, Signature, StoredPage,
+from ..records import (Article, ArticleRef, ArticleToStore, PageRetry, Passage, SeenEntry, Signature, StoredPage,
                        StoredSignature)
 from ..urls import canonical_url
 from .base import bulk_insert
@@ -179,6 +179,37 @@ class ArticlesMixin:
             "WHERE u.canonical_url = ?", [canonical_url(url)]).fetchone()
         return ArticleRef(row[0], row[1]) if row else None
 
+    def schedule_page_retries(self, rows: Sequence[PageRetry]) -> None:
+        """Record pages to fetch again (a row already there takes the new attempt count)."""
+        if rows:
+            with self.transaction() as con:
+                bulk_insert(con, """INSERT INTO core.page_retries {rows} ON CONFLICT DO UPDATE SET
+                                        attempts = excluded.attempts, next_attempt_at = excluded.next_attempt_at,
+                                        last_error = excluded.last_error""",
+                            [(r.article_id, r.url, r.feed_url, r.attempts, r.next_attempt_at, r.last_error)
+                             for r in {r.article_id: r for r in rows}.values()],
+                            ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "TIMESTAMPTZ", "VARCHAR"])
+
+    def page_retries(self, article_ids: Sequence[str] | None = None, *, due_by: datetime | None = None,
+                     limit: int = 1000) -> list[PageRetry]:
+        """Scheduled page retries: of the given articles, or those due by ``due_by`` (soonest first)."""
+        sql, params = "SELECT * FROM core.page_retries", []
+        if article_ids is not None:
+            sql += " WHERE article_id IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(article_ids))
+        elif due_by is not None:
+            sql += " WHERE next_attempt_at <= ?"
+            params.append(due_by)
+        rows = self.con.execute(sql + f" ORDER BY next_attempt_at LIMIT {int(limit)}", params).fetchall()
+        return [PageRetry(article_id=r[0], url=r[1], feed_url=r[2], attempts=r[3], next_attempt_at=r[4],
+                          last_error=r[5]) for r in rows]
+
+    def drop_page_retries(self, article_ids: Sequence[str]) -> None:
+        if article_ids:
+            with self.transaction() as con:
+                con.execute("DELETE FROM core.page_retries WHERE article_id IN (SELECT unnest(?::VARCHAR[]))",
+                            [list(article_ids)])
+
     def prune(self, cutoff: datetime) -> dict[str, int]:
         """Delete articles fetched before ``cutoff`` with their passages, scores and vectors.
 
@@ -190,7 +221,7 @@ class ArticlesMixin:
         with self.transaction() as con:
             counts["raw_pages"] = con.execute(f"DELETE FROM core.pages WHERE article_id IN {old}",
                                               {"cutoff": cutoff}).fetchone()[0]
-            for table in ("minhash", "minhash_bands", "story_members"):
+            for table in ("minhash", "minhash_bands", "story_members", "page_retries"):
                 con.execute(f"DELETE FROM core.{table} WHERE article_id IN {old}", {"cutoff": cutoff})
             counts["scores"] = con.execute(f"DELETE FROM core.scores WHERE article_id IN {old}",
                                            {"cutoff": cutoff}).fetchone()[0]

@@ -65,11 +65,18 @@ def bulk_insert(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequenc
     con.execute(sql.format(rows=select), [list(col) for col in zip(*rows)])
 
 
-def _connect(path: Path, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+# A user's own SQL (`aiwatch query`) reads the database and nothing else: no files read or
+# written (COPY ... TO, read_csv, EXPORT, ATTACH), no extensions installed or loaded, and the
+# settings cannot be turned back on from SQL.
+SANDBOX = {"enable_external_access": False, "autoinstall_known_extensions": False,
+           "autoload_known_extensions": False, "lock_configuration": True}
+
+
+def _connect(path: Path, read_only: bool, lock_timeout: float, sandbox: bool = False) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + lock_timeout
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=SANDBOX if sandbox else {})
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"{path}: cannot open database: {exc}") from None
@@ -93,15 +100,16 @@ class StoreBase:
 
     @classmethod
     def open(cls, path: str | Path, *, read_only: bool = False, lock_timeout: float = 0.0,
-             migrations: Path | None = None):
+             migrations: Path | None = None, sandbox: bool = False):
         """Open the database at ``path`` (created and migrated when writing), waiting up to
-        ``lock_timeout`` seconds for another process that holds it."""
+        ``lock_timeout`` seconds for another process that holds it; ``sandbox`` (read-only) lets
+        SQL read this database and nothing else (see SANDBOX)."""
         path = Path(path)
         if read_only and not path.exists():
             raise StoreError(f"{path}: no such database (run `aiwatch run` or `aiwatch demo` first)")
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        store = cls(_connect(path, read_only, lock_timeout), path, read_only)
+        store = cls(_connect(path, read_only, lock_timeout, sandbox and read_only), path, read_only)
         if not read_only:
             try:
                 store.migrate(migrations)
@@ -111,12 +119,12 @@ class StoreBase:
         return store
 
     @classmethod
-    def open_for_reading(cls, path: str | Path, lock_timeout: float = 10.0):
+    def open_for_reading(cls, path: str | Path, lock_timeout: float = 10.0, sandbox: bool = False):
         """A read-only connection; a database made by an older aiwatch is migrated first."""
         path = Path(path)
         if path.exists() and _pending_migrations(path):
             cls.open(path, lock_timeout=lock_timeout).close()
-        return cls.open(path, read_only=True, lock_timeout=lock_timeout)
+        return cls.open(path, read_only=True, lock_timeout=lock_timeout, sandbox=sandbox)
 
     def close(self) -> None:
         self.con.close()
