@@ -51,7 +51,7 @@ def test_only_the_flow_imports_prefect():
 def test_only_http_holds_an_http_client():
     for path in MODULES:
         if _where(path) != "http.py":
-            assert not {"httpx", "urllib3", "requests"} & _imports(path), _where(path)
+            assert not {"httpx", "httpcore", "urllib3", "requests"} & _imports(path), _where(path)
 
 
 def test_no_crowded_rooms():

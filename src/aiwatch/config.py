@@ -94,7 +94,8 @@ class FetchSettings:
     allow_private_addresses: bool = _setting(
         False, "Allow feeds and pages on loopback or private addresses (local test servers); off by default so "
                "a feed cannot point aiwatch at your internal network.")
-    timeout: float = _setting(20.0, "Seconds allowed for one whole response (connect + body).", _positive(3600))
+    timeout: float = _setting(20.0, "Seconds allowed for one whole response: connect, headers and body, every "
+                                    "redirect hop included.", _positive(3600))
     max_bytes: int = _setting(10_000_000, "Largest response body accepted, in bytes.", _positive(1_000_000_000))
     max_redirects: int = _setting(5, "Redirects followed per request.", _non_negative(30))
     concurrency: int = _setting(8, "Requests in flight at once, across all hosts.", _positive(256))
