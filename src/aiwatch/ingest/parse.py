@@ -177,10 +177,11 @@ def mark_shared_links(entries: tuple[FeedEntry, ...]) -> tuple[FeedEntry, ...]:
     for members in groups.values():
         if len(members) > 1 and len({(entries[i].link, entries[i].title) for i in members}) > 1:
             ids = Counter(entries[i].entry_id for i in members)
+            first: dict[tuple, str] = {}  # a repeat of an earlier (link, title) is that entry again
             for i in members:
                 e = entries[i]
-                shared[i] = (_stable_id(e.feed_url, e.link, e.title, e.summary) if ids[e.entry_id] > 1
-                             else e.entry_id)
+                own = _stable_id(e.feed_url, e.link, e.title, e.summary) if ids[e.entry_id] > 1 else e.entry_id
+                shared[i] = first.setdefault((e.link, e.title), own)
     if not shared:
         return entries
     return tuple(replace(e, shared_link=True, entry_id=shared[i]) if i in shared else e
