@@ -390,3 +390,20 @@ def test_arbitrary_bytes_raise_nothing_but_feed_error(body, ctype, cap):
     else:
         assert len(feed.entries) <= cap and all(e.entry_id and e.title for e in feed.entries)
         assert all(d.count > 0 and d.reason for d in feed.dropped)
+
+
+def test_a_post_sharing_its_page_is_built_from_the_feed_text_without_fetching_the_page(route_server, tmp_path):
+    from aiwatch.articles.build import build_article
+    from aiwatch.http import HttpClient
+    day = route_server.add("/2026/11/20.html", Response(200, b"<html><body><p>all the day's posts</p></body></html>",
+                                                        {"content-type": "text/html"}))
+    body = channel("".join(f"<item><description>Post {i} about export rules.</description><link>{day}#p{i}</link>"
+                           f"<guid>{day}#p{i}</guid></item>" for i in range(2)))
+    first, second = parse_feed(fetched(body)).entries
+    config = local_config(tmp_path / "db.duckdb", [])
+    with HttpClient.from_config(config) as client:
+        built = [build_article(config, client, e, "Desk", T0) for e in (first, second)]
+    assert not route_server.requests
+    assert [b.article.text for b in built] == ["Post 0 about export rules.", "Post 1 about export rules."]
+    assert [b.article.url for b in built] == [f"{day}#p0", f"{day}#p1"]
+    assert built[0].article.article_id != built[1].article.article_id and built[0].article.text_source == "feed"
