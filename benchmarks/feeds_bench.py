@@ -3,8 +3,12 @@
     python benchmarks/feeds_bench.py [FOLDER]     # default: ../shared/data/feeds
 
 FOLDER/feeds.tsv lists the files (tab-separated; columns include file, format, expected_valid
-and lenient_entries, the number of entries a tolerant parser finds). Every listed file is
-served over HTTP on 127.0.0.1, then:
+and lenient_entries, the number of entries a tolerant parser finds). A folder without one
+(feed files copied from other readers' test suites, say) is read whole, every file under it,
+and each file's expected entries are counted here with a tolerant counter of our own: the
+item and entry elements, in any namespace, that a recover-mode lxml parse finds and that are
+not inside another one (an RSS module's ``content:item`` is part of an item), or the item
+objects of a JSON Feed. Every file is served over HTTP on 127.0.0.1, then:
 
 1. each file is fetched with aiwatch's HTTP client and parsed with ``aiwatch.ingest.parse.parse_feed``
    on its own, so that an exception escaping aiwatch is attributed to its file ("crashed");
@@ -12,26 +16,35 @@ served over HTTP on 127.0.0.1, then:
    with article fetching off (no page is fetched, no model is loaded), into a temporary DuckDB
    file. Its outcome (ok / failed with a reason) and entry count are what is reported.
 
-One line per file, then the totals; the last line is
+One line per file: its status, entries found / expected, and the entries aiwatch dropped and
+why, as the feed's health row says it ("2 dropped (nothing to read (no title, link or text))");
+a file that came out short of the expected count with no drop to explain it is marked
+UNEXPLAINED. Then the totals: the entries dropped by kind, and last
 
     feeds=N ok=N failed_with_reason=N crashed=N entries_found=N entries_expected=N
 
-where entries_expected sums lenient_entries over the files that have some, and entries_found
-sums the entries aiwatch found in those same files. Targets: crashed=0 and
-entries_found >= entries_expected.
+where entries_expected sums the expected entries over the files that have some, and
+entries_found sums the entries aiwatch found in those same files. Targets: crashed=0,
+entries_found >= entries_expected, and no UNEXPLAINED file.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
+import json
 import sys
 import tempfile
 import time
 import traceback
+import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
+
+from lxml import etree
 
 from aiwatch.config import FeedSpec, load_config
 from aiwatch.errors import AiwatchError, FeedError, FetchError
@@ -40,6 +53,7 @@ from aiwatch.ingest.parse import FEED_ACCEPT, parse_feed
 from aiwatch.ingest.stage import fetch_feeds
 from aiwatch.localserver import LocalServer
 from aiwatch.pipeline import start_run
+from aiwatch.records import DroppedEntries, describe_drops
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_FOLDER = REPO.parent / "shared" / "data" / "feeds"
@@ -55,6 +69,53 @@ class Result:
     entries: int = 0
     reason: str = ""
     seconds: float = 0.0
+    dropped: tuple[DroppedEntries, ...] = ()  # as aiwatch reports them for the feed's health
+
+
+def _local(tag) -> str:
+    return tag.rsplit("}", 1)[-1].rsplit(":", 1)[-1].lower() if isinstance(tag, str) else ""
+
+
+def tolerant_count(data: bytes) -> int:
+    """Entries a tolerant reader sees in a feed file (see the module doc); 0 if it sees none."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            return 0
+    if data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{":
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return 0
+        items = doc.get("items") if isinstance(doc, dict) else None
+        return sum(isinstance(i, dict) for i in items) if isinstance(items, list) else 0
+    parser = etree.XMLParser(recover=True, resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(data, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return 0
+    if root is None:
+        return 0
+
+    def count(node) -> int:
+        return sum(1 if _local(c.tag) in ("item", "entry") else count(c) for c in node)
+
+    return 1 if _local(root.tag) in ("item", "entry") else count(root)
+
+
+def drop_kind(reason: str) -> str:
+    """The kind of a drop reason, for the totals ("unreadable entry: TypeError: ..." -> "unreadable entry")."""
+    return reason.split(":", 1)[0]
+
+
+def list_folder(folder: Path) -> list[dict]:
+    """Rows like feeds.tsv's for a folder without one: every file, expected entries counted here."""
+    skip = {".sh", ".py", ".md", ".txt", ".tsv"}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() not in skip
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    return [{"file": p.relative_to(folder).as_posix(), "lenient_entries": tolerant_count(p.read_bytes())}
+            for p in files]
 
 
 def serve(files: dict[str, Path]) -> LocalServer:
@@ -78,8 +139,9 @@ def parse_each(results: dict[str, Result], urls: dict[str, str], config) -> None
             try:
                 fetched = client.fetch(url, accept=FEED_ACCEPT)
                 parsed_at = time.perf_counter()
-                feed = parse_feed(fetched)
+                feed = parse_feed(fetched, max_entries=config.fetch.max_feed_entries)
                 r.status, r.entries, r.reason = "ok", len(feed.entries), feed.warning or ""
+                r.dropped = feed.dropped
                 r.seconds = time.perf_counter() - parsed_at
             except (FeedError, FetchError) as exc:
                 r.status, r.reason = "failed", exc.reason
@@ -105,7 +167,7 @@ def ingest(results: dict[str, Result], urls: dict[str, str], config) -> str | No
         r, o = results[file], by_url.get(url)
         if o is None or r.status == "crashed":
             continue
-        r.status, r.entries = o.status, len(o.entries)
+        r.status, r.entries, r.dropped = o.status, len(o.entries), o.dropped
         r.reason = o.error if o.status == "failed" else (o.warning or "")
     return None
 
@@ -113,15 +175,20 @@ def ingest(results: dict[str, Result], urls: dict[str, str], config) -> str | No
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", nargs="?", default=str(DEFAULT_FOLDER),
-                    help="folder holding feeds.tsv and the files it lists (default: %(default)s)")
+                    help="folder holding feeds.tsv and the files it lists, or any folder of feed files "
+                         "(default: %(default)s)")
     args = ap.parse_args(argv)
     folder = Path(args.folder)
     listing = folder / "feeds.tsv"
-    if not listing.is_file():
-        print(f"feeds_bench: no feeds.tsv in {folder} (give the folder of feed files as the argument)",
+    if not folder.is_dir():
+        print(f"feeds_bench: {folder} is not a folder (give the folder of feed files as the argument)",
               file=sys.stderr)
         return 2
-    rows = list(csv.DictReader(listing.open(encoding="utf-8"), delimiter="\t"))
+    if listing.is_file():
+        rows = list(csv.DictReader(listing.open(encoding="utf-8"), delimiter="\t"))
+    else:
+        rows = list_folder(folder)
+        print(f"no feeds.tsv in {folder}: {len(rows)} files, expected entries counted by the tolerant counter")
     files = {"/" + quote(row["file"]): folder / row["file"] for row in rows}
     results = {row["file"]: Result(row["file"], int(row.get("lenient_entries") or 0)) for row in rows}
 
@@ -146,14 +213,25 @@ def main(argv: list[str] | None = None) -> int:
 
     width = max(len(f) for f in results)
     for r in results.values():
-        mark = "  SHORT" if r.entries < r.expected else ""
+        dropped = sum(d.count for d in r.dropped)
+        mark = ("  UNEXPLAINED" if r.entries + dropped < r.expected else "  SHORT") if r.entries < r.expected else ""
         line = f"{r.file:<{width}}  {r.status:<12} {r.entries:>4} / {r.expected:<4}{mark}"
+        if r.dropped:
+            line += f"  [{describe_drops(r.dropped)}]"
         if r.reason:
             line += f"  {r.reason[:160]}"
         print(line)
     if problem:
         print(f"note: {problem}; the figures above come from parsing each file on its own")
     scored = [r for r in results.values() if r.expected > 0]
+    kinds: Counter[str] = Counter()
+    for r in results.values():
+        for d in r.dropped:
+            kinds[drop_kind(d.reason)] += d.count
+    unexplained = [r.file for r in scored if r.entries + sum(d.count for d in r.dropped) < r.expected]
+    print(f"dropped: {sum(kinds.values())} entries in {sum(bool(r.dropped) for r in results.values())} feeds"
+          + "".join(f"; {n} {kind}" for kind, n in kinds.most_common())
+          + f"; unexplained short feeds: {len(unexplained)}")
     slowest = max(results.values(), key=lambda r: r.seconds)
     print(f"time: parse_feed {parse_seconds:.2f}s over {len(results)} files (slowest {slowest.file} "
           f"{slowest.seconds:.2f}s); feed stage {stage_seconds:.2f}s; total {time.perf_counter() - started:.2f}s")

@@ -69,7 +69,7 @@ def test_rss_092_items_without_links():
 <item><description>Only a description</description></item></channel></rss>"""
     feed = parse_feed(fetched(body))
     assert [(e.title, e.summary, e.link) for e in feed.entries] == [
-        ("First", "One", None), ("(untitled)", "Only a description", None)]
+        ("First", "One", None), ("Only a description", "Only a description", None)]  # titled by its text
 
 
 def test_rss_10_rdf():
@@ -161,7 +161,7 @@ def test_json_feed_11():
     assert (second.entry_id, second.link, second.content, second.author) == (
         "2", "https://elsewhere.example/x", "Plain text", "Feed Author")
     assert second.published == datetime(2026, 11, 17, 8, 0, tzinfo=timezone.utc)
-    assert second.title == "https://elsewhere.example/x"  # no title: the link stands in, as for RSS
+    assert second.title == "Plain text"  # no title: the start of its text stands in, as for RSS
     assert (third.entry_id, third.link) == ("https://site.example/blog/relative/3",) * 2
 
 

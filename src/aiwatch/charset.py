@@ -36,16 +36,47 @@ _HIGH_RUN = re.compile(rb"[\x80-\xff]+")
 _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode", "idna"})
 _SUPERSETS = {"iso8859_1": "cp1252", "ascii": "cp1252", "gb2312": "gbk", "shift_jis": "cp932",
               "euc_kr": "cp949"}
+# Labels that iconv, browsers or Microsoft know and Python does not (keys as _label_key makes
+# them): a feed that names its encoding only so was read with a guess, and a multi-byte one
+# came out as mojibake.
+_SEVEN_BIT_MARKERS = {"iso2022_jp": b"\x1b$", "iso2022_jp_1": b"\x1b$", "iso2022_jp_2": b"\x1b$",
+                      "iso2022_jp_3": b"\x1b$", "iso2022_jp_ext": b"\x1b$", "iso2022_jp_2004": b"\x1b$",
+                      "iso2022_kr": b"\x1b$", "hz": b"~{"}
+_OTHER_LABELS = {
+    "koi8ru": "koi8_u", "macukrainian": "mac_cyrillic", "maccentraleurope": "mac_latin2",
+    "msansi": "cp1252", "msee": "cp1250", "mscyrl": "cp1251", "msgreek": "cp1253", "msturk": "cp1254",
+    "mshebr": "cp1255", "msarab": "cp1256", "winbaltrim": "cp1257",
+    "windows31j": "cp932", "cswindows31j": "cp932", "sjisopen": "cp932", "sjiswin": "cp932", "sjisms": "cp932",
+    "eucjpms": "euc_jp", "eucjpopen": "euc_jp", "eucjpwin": "euc_jp",
+    "cnbig5": "big5", "windows874": "cp874", "dos874": "cp874", "dos866": "cp866",
+    "ucs2": "utf_16", "iso10646ucs2": "utf_16", "csunicode": "utf_16", "ucs2le": "utf_16_le",
+    "unicodelittle": "utf_16_le", "ucs2be": "utf_16_be", "unicodebig": "utf_16_be",
+    "ucs4": "utf_32", "iso10646ucs4": "utf_32", "csucs4": "utf_32", "ucs4le": "utf_32_le", "ucs4be": "utf_32_be",
+    "unicode11utf8": "utf_8", "unicode20utf8": "utf_8", "latin9": "iso8859_15",
+    "iso88596i": "iso8859_6", "iso88596e": "iso8859_6", "iso88598i": "iso8859_8", "iso88598e": "iso8859_8",
+    "logical": "iso8859_8", "visual": "iso8859_8", "koi8r": "koi8_r",
+}
+
+
+def _label_key(label: str) -> str:
+    key = re.sub(r"[^a-z0-9]", "", label.lower())
+    return key[1:] if key.startswith("x") and key[1:] in _OTHER_LABELS else key
 
 
 def _codec(label: str | None) -> str | None:
     """Python's codec name for an encoding label, or None if unknown or not a text encoding."""
     if not label:
         return None
+    label = label.strip().lower()
     try:
-        info = codecs.lookup(label.strip().lower())
+        info = codecs.lookup(label)
     except LookupError:
-        return None
+        other = _OTHER_LABELS.get(_label_key(label))
+        if other is None and label.startswith("x-"):  # x-mac-roman, x-cp1251, x-gbk, x-euc-jp
+            return _codec(label[2:])
+        if other is None:
+            return None
+        info = codecs.lookup(other)
     if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
         return None
     name = info.name.replace("-", "_")
@@ -109,6 +140,14 @@ def decode(data: bytes, declared: Sequence[str | None] = ()) -> Decoded:
         if pattern.match(head):
             usable = len(data) - len(data) % (4 if "32" in codec else 2)
             return Decoded(data[:usable].decode(codec, "replace"), codec)
+    # 7-bit encodings that switch character sets with escapes (ISO-2022-JP mail-era Japanese
+    # feeds, HZ) are valid ASCII, so "valid UTF-8 wins" would keep their escapes as text.
+    for codec in (c for c in map(_codec, declared) if c):
+        marker = _SEVEN_BIT_MARKERS.get(codec)
+        if marker and marker in data and not _HIGH_BYTE.search(data):
+            text = _strict(data, codec)
+            if text is not None:
+                return Decoded(text, codec)
     text = _strict(data, "utf_8")
     if text is not None:
         return Decoded(text, "utf_8")

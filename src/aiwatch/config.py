@@ -98,6 +98,9 @@ class FetchSettings:
                                     "redirect hop included.", _positive(3600))
     max_bytes: int = _setting(10_000_000, "Largest response body accepted, in bytes.", _positive(1_000_000_000))
     max_redirects: int = _setting(5, "Redirects followed per request.", _non_negative(30))
+    max_feed_entries: int = _setting(1000, "Most entries kept from one feed in one fetch (the first ones in the "
+                                           "feed); the rest are dropped and counted in the feed's health.",
+                                     _positive(1_000_000))
     concurrency: int = _setting(8, "Requests in flight at once, across all hosts.", _positive(256))
     per_host: int = _setting(2, "Requests in flight at once to one host.", _positive(64))
     host_delay: float = _setting(0.5, "Least seconds between the starts of two requests to one host.",

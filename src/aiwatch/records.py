@@ -25,6 +25,10 @@ class FeedEntry:
     content: str  # plain text of the feed's full content, if it carries one
     published: datetime | None
     author: str | None = None
+    # The link is shared with other entries of the feed that are not the same item (a
+    # microblog's day page with one anchor per post, a podcast's home page): the page is
+    # not this entry's own, so the article is the feed's text, under the entry's own id.
+    shared_link: bool = False
 
     @property
     def is_empty(self) -> bool:
@@ -33,8 +37,12 @@ class FeedEntry:
 
     @property
     def canonical_url(self) -> str:
-        """The entry's article URL, canonicalised; an ``urn:`` of the feed and entry id without a link."""
-        return canonical_url(self.link) if self.link else f"urn:aiwatch:{self.feed_url}#{self.entry_id}"
+        """The entry's article URL, canonicalised; without a link of its own, an ``urn:`` made
+        of the feed and the entry id (hashed: a URL's fragment would be cut off its identity)."""
+        if self.link and not self.shared_link:
+            return canonical_url(self.link)
+        key = hashlib.sha256(f"{self.feed_url}\x1f{self.entry_id}".encode("utf-8", "replace")).hexdigest()[:24]
+        return f"urn:aiwatch:entry:{key}"
 
     @property
     def entry_hash(self) -> str:
@@ -44,11 +52,28 @@ class FeedEntry:
 
 
 @dataclass(frozen=True)
+class DroppedEntries:
+    """Entries of a feed that aiwatch did not keep, and why (one reason, one line)."""
+
+    reason: str  # "over the 1,000-entry cap", "nothing to read (no title, link or text)", ...
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.count} dropped ({self.reason})"
+
+
+def describe_drops(drops: tuple[DroppedEntries, ...]) -> str | None:
+    """"3 dropped (over the 1,000-entry cap); 1 dropped (...)", or None when nothing was dropped."""
+    return "; ".join(str(d) for d in drops if d.count) or None
+
+
+@dataclass(frozen=True)
 class ParsedFeed:
     url: str
     title: str | None
     entries: tuple[FeedEntry, ...]
     warning: str | None = None  # a bozo feed that still yielded entries
+    dropped: tuple[DroppedEntries, ...] = ()  # entries of the document not in ``entries``
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,11 @@ class FeedOutcome:
     title: str | None = None
     overlap: float | None = None  # share of this fetch's entries that the previous fetch had
     new_entries: int = 0  # entries not seen before
+    dropped: tuple[DroppedEntries, ...] = ()  # entries of the feed not kept, by reason
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(d.count for d in self.dropped)
 
 
 @dataclass(frozen=True)
@@ -325,6 +355,8 @@ class FeedHealthRow:
     first_seen_at: datetime | None
     recovered_at: datetime | None
     next_fetch_at: datetime | None
+    entries_dropped: int = 0  # entries of the last full fetch that were not kept
+    dropped_detail: str | None = None  # "3 dropped (over the 1,000-entry cap); ..."
 
 
 @dataclass(frozen=True)

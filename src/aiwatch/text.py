@@ -11,14 +11,32 @@ import lxml.html
 from lxml import etree
 
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
+# What XML 1.0 forbids (C0 controls but tab, newline and CR; U+FFFE, U+FFFF; lone surrogates):
+# stored text must survive the digest's Atom feed and UTF-8 (a lone surrogate cannot be encoded).
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _BLANKS = re.compile(r"\n\s*\n+")
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+def strip_xml_illegal(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (see ``_XML_ILLEGAL``)."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+def cut_at_word(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else cut at the last space before it, with "…"."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 1]
+    space = head.rfind(" ", limit // 2)  # a "word" longer than half the limit is cut inside
+    return (head[:space] if space > 0 else head).rstrip() + "…"
 
 
 def html_to_text(fragment: str) -> str:
     """Plain text of an HTML fragment (feed summaries); tags dropped, entities decoded."""
     if not fragment:
         return ""
+    fragment = strip_xml_illegal(fragment)  # lxml refuses them, and they must not be stored
     if "<" not in fragment:
         return normalize_space(html.unescape(fragment))
     try:
@@ -33,8 +51,8 @@ def html_to_text(fragment: str) -> str:
 
 
 def normalize_space(text: str) -> str:
-    """Collapse runs of spaces, keep paragraph breaks as one blank line."""
-    text = unicodedata.normalize("NFC", text)
+    """Collapse runs of spaces, keep paragraph breaks as one blank line; drop XML-illegal characters."""
+    text = unicodedata.normalize("NFC", strip_xml_illegal(text))
     lines = [_WS.sub(" ", line).strip() for line in text.split("\n")]
     return _BLANKS.sub("\n\n", "\n".join(lines)).strip()
 

@@ -74,7 +74,9 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
     stored: StoredPage | None = None
     page_error = failure = None
     clock = clock or StageClock()
-    if client is not None and entry.link:
+    if entry.shared_link:
+        page_error = "other entries of the feed link to the same page, used the feed's content"
+    elif client is not None and entry.link:
         try:
             if robots is not None and not robots.allowed(entry.link):
                 page_error = "disallowed by robots.txt, used the feed's content"

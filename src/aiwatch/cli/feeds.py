@@ -43,11 +43,12 @@ def feeds_list(config_path) -> int:
                    f"{_when(r.get('last_ok_at')):<16}  {r.get('entries_last_fetch') or '-':>7}  "
                    f"{'-' if overlap is None else f'{overlap:.0%}':>7}  {_when(r.get('next_fetch_at')):<16}  "
                    f"{shown(r['name']) + ' ' if r['name'] else ''}{shown(r['feed_url'])}")
-        for note in (r.get("last_error"), r.get("last_warning")):
+        for note in (r.get("last_error"), r.get("last_warning"), r.get("dropped_detail")):
             if note:
                 click.echo(f"{'':<14} {'':>5}  {shown(note)}")
     failing = sum(1 for r in rows if r.get("last_status") == "failed")
-    click.echo(f"{len(rows)} feeds, {failing} failing")
+    dropping = sum(1 for r in rows if r.get("entries_dropped"))
+    click.echo(f"{len(rows)} feeds, {failing} failing" + (f", {dropping} dropping entries" if dropping else ""))
     return EXIT_OK
 
 

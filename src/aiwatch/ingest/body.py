@@ -84,13 +84,21 @@ _XML_DECL_ENCODING = re.compile(
     rb"""^[ \t\r\n]*<\?xml[^>]{0,200}?encoding[ \t\r\n]*=[ \t\r\n]*["']([A-Za-z0-9._:+-]{1,40})["']""")
 
 
+# "<?xml" in EBCDIC, after EBCDIC spaces and line ends: the declaration is unreadable as ASCII.
+_EBCDIC_DECLARATION = re.compile(rb"^[\x40\x25\x15\x0d]*\x4c\x6f\xa7\x94\x93")
+
+
 def decode_body(data: bytes, content_type: str = "") -> tuple[str, str, str | None]:
     """Decode a feed body: returns (text, codec used, a note when the encoding was guessed).
 
     The XML declaration's encoding comes before the HTTP charset (see :func:`aiwatch.charset.decode`).
     """
     m = _XML_DECL_ENCODING.match(data)
-    decoded = decode(data, [m.group(1).decode("ascii") if m else None, http_charset(content_type)])
+    label = m.group(1).decode("ascii") if m else None
+    if label is None and _EBCDIC_DECLARATION.match(data):
+        m = _XML_DECL_ENCODING.match(data[:256].decode("cp037").encode("ascii", "replace"))
+        label = m.group(1).decode("ascii") if m else "cp037"
+    decoded = decode(data, [label, http_charset(content_type)])
     return decoded.text, decoded.codec, decoded.note
 
 

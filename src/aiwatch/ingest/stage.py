@@ -13,10 +13,10 @@ from ..config import Config
 from ..errors import FeedError, FetchError
 from ..http import HttpClient
 from ..progress import track
-from ..records import Failure, FeedEntry, FeedOutcome, FeedState, SeenEntry
+from ..records import DroppedEntries, Failure, FeedEntry, FeedOutcome, FeedState, SeenEntry, describe_drops
 from ..store import open_store
 from ..urls import url_key
-from .parse import FEED_ACCEPT, parse_feed
+from .parse import FEED_ACCEPT, MAX_ENTRIES, NOTHING_TO_READ, parse_feed
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,24 @@ class FeedsResult:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
-def fetch_one_feed(client: HttpClient, url: str, state: FeedState | None) -> FeedOutcome:
-    """One feed fetched (conditionally, with the stored validators) and parsed."""
+SAME_LINK = "same link as an earlier entry of the feed"
+
+
+def fetch_one_feed(client: HttpClient, url: str, state: FeedState | None,
+                   max_entries: int = MAX_ENTRIES) -> FeedOutcome:
+    """One feed fetched (conditionally, with the stored validators) and parsed.
+
+    Never raises: whatever goes wrong, even a bug, is a failed outcome naming the reason, so
+    that one bad feed never ends the run.
+    """
+    try:
+        return _fetch_and_parse(client, url, state, max_entries)
+    except Exception as exc:
+        log.debug("feed %s: unexpected error", url, exc_info=True)
+        return FeedOutcome(url, "failed", error=f"unexpected error: {type(exc).__name__}: {exc}")
+
+
+def _fetch_and_parse(client: HttpClient, url: str, state: FeedState | None, max_entries: int) -> FeedOutcome:
     try:
         fetched = client.fetch(url, etag=state.etag if state else None,
                                last_modified=state.last_modified if state else None, accept=FEED_ACCEPT)
@@ -43,12 +59,23 @@ def fetch_one_feed(client: HttpClient, url: str, state: FeedState | None) -> Fee
     if fetched.not_modified:
         return FeedOutcome(url, "not_modified", http_status=304)
     try:
-        parsed = parse_feed(fetched)
+        parsed = parse_feed(fetched, max_entries=max_entries)
     except FeedError as exc:
         return FeedOutcome(url, "failed", error=exc.reason, http_status=fetched.status)
     return FeedOutcome(url, "ok", entries=parsed.entries, warning=parsed.warning,
                        etag=fetched.headers.get("etag"), last_modified=fetched.headers.get("last-modified"),
-                       http_status=fetched.status, title=parsed.title)
+                       http_status=fetched.status, title=parsed.title,
+                       dropped=parsed.dropped + _not_kept(parsed.entries))
+
+
+def _not_kept(entries: tuple[FeedEntry, ...]) -> tuple[DroppedEntries, ...]:
+    """Entries the parser read that will not become articles: nothing to read, or a link that an
+    earlier entry of the same feed already has (the article is the same)."""
+    empty = sum(1 for e in entries if e.is_empty)
+    urls = [e.canonical_url for e in entries if not e.is_empty]
+    repeated = len(urls) - len(set(urls))
+    return tuple(DroppedEntries(reason=reason, count=n)
+                 for reason, n in ((NOTHING_TO_READ, empty), (SAME_LINK, repeated)) if n)
 
 
 def is_due(state: FeedState | None, now: datetime) -> bool:
@@ -89,7 +116,8 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
     fetched: list[FeedOutcome] = []
     with HttpClient.from_config(config) as client, track("feeds", len(due)) as bar, \
             ThreadPoolExecutor(max_workers=min(config.fetch.concurrency, max(1, len(due)))) as pool:
-        for fut in [pool.submit(fetch_one_feed, client, u, states.get(u)) for u in due]:
+        for fut in [pool.submit(fetch_one_feed, client, u, states.get(u), config.fetch.max_feed_entries)
+                    for u in due]:
             fetched.append(fut.result())
             bar.advance()
     entries = [e for o in fetched for e in o.entries]
@@ -128,6 +156,9 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
             log.warning("feed %s: %s", o.feed_url, o.error)
         elif o.warning:
             log.warning("feed %s: %s", o.feed_url, o.warning)
+        if o.dropped:  # a feed's own empty or repeated items are its business; any other loss is news
+            level = logging.INFO if all(d.reason in (NOTHING_TO_READ, SAME_LINK) for d in o.dropped) else logging.WARNING
+            log.log(level, "feed %s: %d entries read, %s", o.feed_url, len(o.entries), describe_drops(o.dropped))
     outcomes = fetched + deferred
     failures = [Failure("feed", o.feed_url, o.error or "failed", o.feed_url) for o in outcomes if o.status == "failed"]
     with open_store(config) as store:

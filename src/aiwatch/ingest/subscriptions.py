@@ -16,6 +16,7 @@ from ..articles.page import decode_html
 from ..config import FeedSpec
 from ..errors import AiwatchError, FeedError, FetchError
 from ..http import HttpClient
+from .body import decode_body, prepare_xml
 from .parse import FEED_ACCEPT, parse_feed
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,22 @@ def discover_feed(client: HttpClient, url: str) -> Discovered:
     raise AiwatchError(f"{url}: none of the feeds it links to works ({'; '.join(problems)})")
 
 
-def _check_no_doctype(data: bytes, what: str) -> None:
-    # No DTDs at all: ElementTree would not fetch external ones, but entity expansion is
-    # better refused outright than bounded.
-    if re.search(rb"<!(DOCTYPE|ENTITY)", data, re.IGNORECASE):
-        raise AiwatchError(f"{what}: OPML with a DOCTYPE or entity declarations is refused")
+_DTD = re.compile(r"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 def parse_opml(data: bytes, what: str = "OPML") -> list[FeedSpec]:
-    """Feeds (xmlUrl, text/title) of an OPML document, outlines nested or flat."""
-    _check_no_doctype(data, what)
+    """Feeds (xmlUrl, text/title) of an OPML document, outlines nested or flat.
+
+    A subscription list has no use for a DTD, so one with a DOCTYPE or entity declarations is
+    refused; the check reads the decoded text, whatever the encoding (UTF-16 hides a DOCTYPE
+    from a byte search). ElementTree then only ever sees prepare_xml's output, which has no
+    DOCTYPE left, so no entity could be expanded even if the check were wrong.
+    """
+    text, _, _ = decode_body(data)
+    if _DTD.search(text):
+        raise AiwatchError(f"{what}: OPML with a DOCTYPE or entity declarations is refused")
     try:
-        root = ET.fromstring(data)
+        root = ET.fromstring(prepare_xml(data).data)
     except ET.ParseError as exc:
         raise AiwatchError(f"{what}: not valid OPML: {exc}") from None
     if root.tag.lower() != "opml":

@@ -71,9 +71,10 @@ class FeedHealth:
     failing: tuple[FeedStatus, ...] = ()
     stale: tuple[FeedStatus, ...] = ()
     recovered: tuple[FeedStatus, ...] = ()
+    dropping: tuple[FeedStatus, ...] = ()  # working feeds whose last fetch dropped entries
 
     def __bool__(self) -> bool:
-        return bool(self.failing or self.stale or self.recovered)
+        return bool(self.failing or self.stale or self.recovered or self.dropping)
 
 
 @dataclass(frozen=True)
@@ -226,13 +227,13 @@ def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_D
 
 
 def feed_health_report(store: Store, config: Config, since: datetime, now: datetime) -> FeedHealth:
-    """Failing feeds, stale feeds (no new item in health.stale_days) and feeds that came back
-    since ``since``, among the configured feeds."""
+    """Failing feeds, stale feeds (no new item in health.stale_days), feeds that came back
+    since ``since`` and feeds whose last fetch dropped entries, among the configured feeds."""
     urls = [f.url for f in config.feeds]
     if not urls:
         return FeedHealth()
     days = config.health.stale_days
-    failing, stale, recovered = [], [], []
+    failing, stale, recovered, dropping = [], [], [], []
     for r in store.feed_health_rows(urls):
         if r.last_status == "failed":
             n = r.consecutive_failures
@@ -246,8 +247,10 @@ def feed_health_report(store: Store, config: Config, since: datetime, now: datet
             stale.append(FeedStatus(r.feed_url, r.name, what))
         if r.recovered_at is not None and r.recovered_at >= since:
             recovered.append(FeedStatus(r.feed_url, r.name, f"working again since {r.recovered_at:%Y-%m-%d %H:%M} UTC"))
+        if r.entries_dropped:
+            dropping.append(FeedStatus(r.feed_url, r.name, r.dropped_detail or f"{r.entries_dropped} dropped"))
     failing.sort(key=lambda f: -f.consecutive_failures)
-    return FeedHealth(tuple(failing), tuple(stale), tuple(recovered))
+    return FeedHealth(tuple(failing), tuple(stale), tuple(recovered), tuple(dropping))
 
 
 _env_cache: dict[bool, jinja2.Environment] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from ..records import FeedHealthRow, FeedOutcome, FeedState
+from ..records import FeedHealthRow, FeedOutcome, FeedState, describe_drops
 
 
 class FeedsMixin:
@@ -20,7 +20,8 @@ class FeedsMixin:
 
     def record_feed_outcomes(self, outcomes: Iterable[FeedOutcome], names: dict[str, str | None],
                              now: datetime, backoff_hours: float = 12.0) -> None:
-        """Record each fetch: health counters, conditional-GET validators, backoff, overlap.
+        """Record each fetch: health counters, conditional-GET validators, backoff, overlap, and
+        the entries a full fetch dropped (how many, and why).
 
         A failing feed is never dropped: after k failures in a row it waits
         ``backoff_hours * 2**(k-1)`` (at most a week) before the next try.
@@ -34,12 +35,12 @@ class FeedsMixin:
                     INSERT INTO core.feeds AS f (feed_url, name, title, etag, last_modified, last_status,
                         last_http_status, last_attempt_at, last_ok_at, consecutive_failures, last_error,
                         last_warning, entries_last_fetch, first_seen_at, next_fetch_at, last_entry_ids,
-                        last_overlap, last_new_at)
+                        last_overlap, last_new_at, entries_dropped, dropped_detail)
                     VALUES ($url, $name, $title, $etag, $lm, $status, $http, $now,
                             CASE WHEN $ok THEN $now END, CASE WHEN $ok THEN 0 ELSE 1 END, $error,
                             $warning, $entries, $now,
                             CASE WHEN $ok THEN NULL ELSE $now + to_seconds(CAST(round($backoff * 3600) AS BIGINT)) END,
-                            $ids, $overlap, CASE WHEN $new > 0 THEN $now END)
+                            $ids, $overlap, CASE WHEN $new > 0 THEN $now END, $dropped, $dropped_detail)
                     ON CONFLICT (feed_url) DO UPDATE SET
                         name = excluded.name,
                         title = coalesce(excluded.title, f.title),
@@ -64,7 +65,11 @@ class FeedsMixin:
                                               ELSE f.last_entry_ids END,
                         last_overlap = CASE WHEN $status = 'ok' THEN excluded.last_overlap
                                             ELSE f.last_overlap END,
-                        last_new_at = CASE WHEN $new > 0 THEN $now ELSE f.last_new_at END
+                        last_new_at = CASE WHEN $new > 0 THEN $now ELSE f.last_new_at END,
+                        entries_dropped = CASE WHEN $status = 'ok' THEN excluded.entries_dropped
+                                               ELSE f.entries_dropped END,
+                        dropped_detail = CASE WHEN $status = 'ok' THEN excluded.dropped_detail
+                                              ELSE f.dropped_detail END
                     """, {
                     "url": o.feed_url, "name": names.get(o.feed_url), "title": o.title, "etag": o.etag,
                     "lm": o.last_modified, "status": o.status, "http": o.http_status, "now": now,
@@ -73,6 +78,8 @@ class FeedsMixin:
                     "backoff": float(backoff_hours),
                     "ids": [e.entry_id for e in o.entries] if o.status == "ok" else None,
                     "overlap": o.overlap, "new": o.new_entries,
+                    "dropped": o.dropped_count if o.status == "ok" else None,
+                    "dropped_detail": describe_drops(o.dropped) if o.status == "ok" else None,
                 })
 
     # -- articles ----------------------------------------------------------------------
@@ -91,9 +98,10 @@ class FeedsMixin:
         """What the digest's feed-health section needs of the configured feeds."""
         rows = self.con.execute("""
             SELECT feed_url, name, last_status, consecutive_failures, last_error, last_new_at, first_seen_at,
-                   recovered_at, next_fetch_at
+                   recovered_at, next_fetch_at, entries_dropped, dropped_detail
             FROM core.feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[])) ORDER BY feed_url""",
                                 [list(urls)]).fetchall()
         return [FeedHealthRow(feed_url=r[0], name=r[1], last_status=r[2], consecutive_failures=r[3] or 0,
                               last_error=r[4], last_new_at=r[5], first_seen_at=r[6], recovered_at=r[7],
-                              next_fetch_at=r[8]) for r in rows]
+                              next_fetch_at=r[8], entries_dropped=r[9] or 0, dropped_detail=r[10])
+                for r in rows]
