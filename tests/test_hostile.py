@@ -174,3 +174,76 @@ def test_query_reads_the_database_and_nothing_else(demo_copy, tmp_path, capsys):
         assert err.startswith("aiwatch: error: query failed") and len(err.strip().splitlines()) == 1
     assert not target.exists() and not (tmp_path / "other.duckdb").exists()
     assert main(["query", "SELECT count(*) AS n FROM matches", "--config", str(cfg)]) == 0
+
+
+def test_a_hostile_run_beside_a_good_feed_stores_every_good_item(route_server, tmp_path, embedder):
+    """Every hostile case of one run, on a local server, beside a good feed: the run exits 0
+    twice, prints no traceback, stores every good item and stays well under 1 GB."""
+    import gzip
+    import subprocess
+    import sys
+    import time
+    from test_http_hostile import RawServer
+    from routes import Response, page, rss
+    good_text = "Officials said the new licence requirement covers advanced accelerators and memory. " * 10
+    for i in range(3):
+        route_server.add(f"/good/{i}.html", Response(200, page(f"Good story {i}", [good_text])))
+    good = route_server.add("/good.xml", Response(200, rss([{"title": f"Good story {i}", "guid": f"good{i}",
+                                                             "link": route_server.url(f"/good/{i}.html"),
+                                                             "description": "A good story."} for i in range(3)])))
+    bomb = gzip.compress(b"\0" * 50_000_000)
+
+    def drip(conn, head):
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.3)
+
+    with RawServer(drip) as dripper:
+        hostile_pages = {
+            "/stacked.html": Response(200, gzip.compress(gzip.compress(page("Stacked", [good_text]))),
+                                      {"Content-Encoding": "gzip, gzip"}),
+            "/bomb.html": Response(200, bomb, {"Content-Encoding": "gzip", "Content-Type": "text/html"}),
+            "/retry.html": Response(503, b"busy", {"Retry-After": "²"}),
+            "/canonical.html": Response(200, page("Canonical", [good_text]).replace(
+                b"<head>", b'<head><link rel="canonical" href="http://[oops/">')),
+            "/moved.html": Response(301, b"", {"Location": "http://127.0.0.1:99999/x"}),
+            "/etag.html": Response(200, page("Etag", [good_text]), {"ETag": '"caf\xe9"'}),
+            "/binary.html": Response(200, b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 200, {"Content-Type": "text/html"}),
+            "/slow.html": Response(200, page("Slow", [good_text]), delay=4),
+        }
+        for path, resp in hostile_pages.items():
+            route_server.add(path, resp)
+        links = [route_server.url(p) for p in hostile_pages] + [
+            dripper.url("/drip.html"), "http://127.0.0.1:99999/port", f"http://[::1]:{route_server.port}/v6",
+            "http://[oops/", route_server.url("/ctl\x01char"), "javascript:alert(1)", "data:text/html,x"]
+        items = [{"title": f"Hostile {i}", "guid": f"h{i}", "link": link.replace("&", "&amp;"),
+                  "description": "What the feed says."} for i, link in enumerate(links)]
+        items.append({"title": "x" * 1_000_000, "guid": "huge-title", "description": "A huge title."})
+        hostile = route_server.add("/hostile.xml", Response(200, rss(items), {"ETag": '"fe\xeft"'}))
+        jsonfeed = route_server.add("/feed.json", Response(200, json.dumps({
+            "version": "https://jsonfeed.org/version/1.1", "title": "J\u0001son",
+            "items": [{"id": "j1", "title": "Bad \u0001 chars \ufffe here", "content_text": "Text \u0001 here"}]}
+        ).encode("utf-8"), {"Content-Type": "application/feed+json"}))
+        db = tmp_path / "db.duckdb"
+        cfg = tmp_path / "aiwatch.toml"
+        feeds = "".join(f'[[feeds]]\nurl = "{u}"\n' for u in (good, hostile, jsonfeed))
+        cfg.write_text(f'[storage]\ndatabase = "{db}"\n[digest]\ndir = "{tmp_path}"\n'
+                       f'[fetch]\nallow_private_addresses = true\nhost_delay = 0\ntimeout = 2\nretries = 0\n'
+                       f'max_bytes = 2000000\n{feeds}')
+        for _ in range(2):  # the second run re-sends what the first stored (validators): nothing is poisoned
+            out = subprocess.run([sys.executable, "-m", "aiwatch", "run", "--no-prefect", "--config", str(cfg)],
+                                 capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr[-2000:]
+            assert "Traceback" not in out.stderr and "Traceback" not in out.stdout
+    with Store.open(db, read_only=True) as store:
+        titles = {r[0] for r in store.query("SELECT title FROM articles")[1]}
+        runs = store.query("SELECT status, peak_rss_mb FROM runs ORDER BY started_at")[1]
+        etags = store.query("SELECT etag FROM core.feeds")[1]
+        atom = (tmp_path / "aiwatch.atom").read_bytes()
+    assert {f"Good story {i}" for i in range(3)} <= titles
+    assert any(t.startswith("Hostile") for t in titles)  # hostile items kept with the feed's text
+    assert all(len(t) <= 1000 for t in titles)
+    assert runs[0][0] == "partial" and runs[1][0] in ("ok", "partial")  # the second: nothing new, nothing due
+    assert all(rss < 1000 for _, rss in runs)
+    assert all(e is None or e.isascii() for (e,) in etags)
+    ET.fromstring(atom)  # the Atom feed stays well-formed
