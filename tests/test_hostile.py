@@ -247,3 +247,17 @@ def test_a_hostile_run_beside_a_good_feed_stores_every_good_item(route_server, t
     assert all(rss < 1000 for _, rss in runs)
     assert all(e is None or e.isascii() for (e,) in etags)
     ET.fromstring(atom)  # the Atom feed stays well-formed
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.from_regex(r"https?://[\[\]\w.:%@-]{0,30}(/[^\s]{0,20})?", fullmatch=True)))
+def test_url_functions_never_raise(raw):
+    once = canonical_url(raw)
+    assert canonical_url(once) == once
+    assert len(url_key(raw)) == 20
+    site_of(raw)
+    link = safe_link(raw)
+    assert link is None or link.split(":", 1)[0].lower() in ("http", "https")
