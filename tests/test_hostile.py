@@ -244,7 +244,7 @@ def test_a_hostile_run_beside_a_good_feed_stores_every_good_item(route_server, t
     assert any(t.startswith("Hostile") for t in titles)  # hostile items kept with the feed's text
     assert all(len(t) <= 1000 for t in titles)
     assert runs[0][0] == "partial" and runs[1][0] in ("ok", "partial")  # the second: nothing new, nothing due
-    assert all(rss < 1000 for _, rss in runs)
+    assert all(rss < 1000 for _, rss in runs), runs
     assert all(e is None or e.isascii() for (e,) in etags)
     ET.fromstring(atom)  # the Atom feed stays well-formed
 

@@ -21,6 +21,16 @@ def new_run_id(now: datetime, prefix: str = "") -> str:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory, in MB. On Linux from VmHWM, the high-water mark of
+    the process's own memory map: ``getrusage`` keeps the peak of the process it was forked
+    from across ``exec``, so a run started by a large parent would report the parent's size."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 

@@ -86,7 +86,8 @@ def config_template() -> str:
     doc.add(tomlkit.nl())
     for line in (
             "Themes to flag. Without any [[themes]] table aiwatch uses its three default themes",
-            "(shown here). An article is flagged when its score reaches the theme's threshold.",
+            "(shown here). An article is flagged when its probability of being on the theme reaches",
+            "the theme's threshold (0.45 by default: the same meaning on every theme).",
             "positive_examples and negative_examples are short texts that are, and are not, on the",
             "theme; they sharpen the match. must_have: an article with none of these terms gets half",
             "its score (must_also_have: a second group, one of which must appear too); must_not: an",

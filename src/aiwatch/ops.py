@@ -24,11 +24,12 @@ from .errors import AiwatchError, ConfigError
 from .http import Fetched, HttpClient
 from .ingest.subscriptions import Discovered, discover_feed, parse_opml
 from .records import ArticleRef, ArticleToStore
-from .relevance.embed import embedder_for, model_id
+from .relevance.embed import default_cache_dir, embedder_for, model_id
 from .relevance.embedding import embed_passages
-from .relevance.evaluate import ItemScorer, LabelledItem, calibrate, load_labels
+from .relevance.evaluate import ItemScorer, LabelledItem, load_labels
+from .relevance.protocols import calibrate
 from .relevance.propose import propose_theme
-from .relevance.score import ScoreResult, score_articles
+from .relevance.scoring import ScoreResult, score_articles
 from .relevance.themes import Theme
 from .store import Store, compact, open_store, write_lock
 from .text import content_hash
@@ -147,27 +148,35 @@ def record_feedback(config: Config, url: str, theme: str, relevant: bool) -> Art
 # -- themes -------------------------------------------------------------------------------------
 
 def labelled_items(config: Config, folders: Sequence[str | Path], with_feedback: bool = False) -> list[LabelledItem]:
-    """Items of the labels folders, plus the user's judgements (for calibration) when asked."""
-    items = [item for folder in folders for item in load_labels(Path(folder))]
+    """Items of the labels folders (each ``DIR``, or ``DIR=FILE`` naming where its items are),
+    plus the user's judgements (for calibration) when asked."""
+    out = []
+    for spec in folders:
+        folder, _, items = str(spec).partition("=")
+        out += load_labels(Path(folder), Path(items) if items else None)
     if with_feedback and config.database.exists():
         with reading(config) as store:
-            items += [LabelledItem(j.article_id, j.title, j.text, j.feed_url, {j.theme: 2 if j.relevant else 0})
-                      for j in store.judged_articles()]
-    return items
+            out += [LabelledItem(j.article_id, j.title, j.text, j.feed_url, {j.theme: 2 if j.relevant else 0},
+                                 source="your judgements") for j in store.judged_articles()]
+    return out
 
 
 def item_scorer(config: Config, items: Sequence[LabelledItem]) -> ItemScorer:
-    return ItemScorer(items, embedder_for(config), config)
+    """The items embedded once; vectors cached beside the ONNX files, so a second evaluation of
+    the same items embeds nothing."""
+    cache = Path(config.embed.cache_dir).expanduser() if config.embed.cache_dir else default_cache_dir()
+    return ItemScorer(items, embedder_for(config), config, cache_dir=cache / "eval")
 
 
 def calibrate_thresholds(config: Config, folders: Sequence[str | Path], targets: dict[str, float],
-                         write: bool = True) -> tuple[dict[str, float], Path | None]:
-    """Thresholds chosen on labelled items and the user's judgements (best F1, or the best recall
-    at a precision target), written to the config file unless ``write`` is false."""
+                         write: bool = True) -> tuple[dict[str, float], dict[str, list], Path | None]:
+    """Thresholds chosen on labelled items and the user's judgements as `aiwatch run` scores them
+    (best F1, or the best recall at a precision target), with each theme's reliability curve;
+    written to the config file unless ``write`` is false."""
     scorer = item_scorer(config, labelled_items(config, folders, with_feedback=True))
-    thresholds = calibrate(scorer, config.themes, targets)
+    thresholds, curves = calibrate(scorer, targets)
     path = configfile.set_theme_thresholds(config.path, config.themes, thresholds) if write else None
-    return thresholds, path
+    return thresholds, curves, path
 
 
 def add_theme(config: Config, name: str, *, from_file: str | None = None,

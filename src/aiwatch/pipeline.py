@@ -27,7 +27,7 @@ from .ingest.stage import fetch_feeds
 from .records import Flagged, RunStats
 from .relevance.embed import model_id
 from .relevance.embedding import embed_passages
-from .relevance.score import score_articles
+from .relevance.scoring import score_articles
 from .relevance.stories import group_stories
 from .report import write_digest
 from .store import open_store, write_lock

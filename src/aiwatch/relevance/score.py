@@ -27,23 +27,13 @@ negatives only, 0.89 with rival themes as negatives and NEG_WEIGHT = 2.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Sequence
 
 import numpy as np
 
-from ..clock import utcnow
-from ..config import Config
-from ..records import Match
-from ..store import open_store
-from ..text import text_hash
-from .embed import embedder_for
 from .themes import Theme, find_terms
-
-log = logging.getLogger(__name__)
 
 NEG_WEIGHT = 2.0
 TERM_PENALTY = 0.5
@@ -106,12 +96,6 @@ def theme_texts(theme: Theme) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ScoreResult:
-    scored: int
-    flagged: int
-
-
-@dataclass(frozen=True)
 class PassageScore:
     score: float
     best: int  # index of the best passage
@@ -152,60 +136,3 @@ def score_passages(passage_vectors: np.ndarray, tv: ThemeVectors) -> PassageScor
     nearest = tv.prototype_texts[int(np.argmax(sims[best]))]
     score = float(np.clip(per_passage[best], 0.0, 1.0))
     return PassageScore(score, best, nearest, (), score)
-
-
-# -- the score stage ----------------------------------------------------------------------
-
-def _theme_vectors(store, embedder, themes: Sequence[Theme], now: datetime) -> list[ThemeVectors]:
-    texts = sorted({t for th in themes for t in theme_texts(th)})
-    hashes = {t: text_hash(t) for t in texts}
-    have = store.embeddings_for(list(hashes.values()), embedder.model_id)
-    missing = [t for t in texts if hashes[t] not in have]
-    if missing:
-        vecs = embedder.embed(missing)
-        store.save_embeddings([hashes[t] for t in missing], vecs, embedder.model_id, now)
-        have.update({hashes[t]: v for t, v in zip(missing, vecs)})
-    by_text = {t: have[hashes[t]] for t in texts}
-    return ThemeVectors.build_all(themes, by_text)
-
-
-def score_articles(config: Config, run_id: str, now: datetime | None = None,
-                   only: Sequence[str] | None = None) -> ScoreResult:
-    """Score every unscored article against each theme version (or the themes named in
-    ``only``); flag those over the threshold. A user's judgement has the last word."""
-    now = now or utcnow()
-    scored = flagged = 0
-    with open_store(config) as store:
-        store.sync_themes(config.themes, now)
-        todo = {t.name: store.articles_to_score(t) for t in config.themes if not only or t.name in only}
-        if not any(todo.values()):
-            log.info("score: nothing new to score")
-            return ScoreResult(0, 0)
-        embedder = embedder_for(config)
-        for tv in _theme_vectors(store, embedder, config.themes, now):
-            if tv.theme.name not in todo:
-                continue
-            ids = todo[tv.theme.name]
-            judged = {j.article_id: j.relevant for j in store.feedback(tv.theme.name)}
-            if judged:
-                tv = tv.with_feedback(*store.feedback_examples(tv.theme.name, embedder.model_id))
-            for start in range(0, len(ids), 500):
-                by_article = store.passages_for(ids[start:start + 500])
-                vecs = store.embeddings_for([p.text_hash for ps in by_article.values() for p in ps],
-                                            embedder.model_id)
-                matches = []
-                for aid, ps in by_article.items():
-                    if any(p.text_hash not in vecs for p in ps):
-                        continue  # not fully embedded yet (e.g. after a crash): the next run scores it
-                    result = score_article(np.stack([vecs[p.text_hash] for p in ps]), [p.text for p in ps], tv)
-                    best = ps[result.best]
-                    is_flagged = judged.get(aid, result.score >= tv.theme.threshold)
-                    matches.append(Match(article_id=aid, theme=tv.theme.name, theme_version=tv.theme.version,
-                                         score=round(result.score, 4), flagged=is_flagged, passage=best.text,
-                                         passage_no=best.passage_no, nearest_example=result.nearest,
-                                         terms=result.terms))
-                    flagged += is_flagged
-                store.save_scores(matches, run_id, now)
-                scored += len(matches)
-    log.info("score: %d article-theme scores, %d flagged", scored, flagged)
-    return ScoreResult(scored, flagged)

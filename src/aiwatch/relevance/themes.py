@@ -14,6 +14,7 @@ from ..errors import ConfigError
 THEME_KEYS = ("name", "description", "threshold", "positive_examples", "negative_examples", "must_have",
               "must_also_have", "must_not", "key_terms")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+SCORER_VERSION = 2  # 2: learned models and probabilities (aiwatch.relevance.model); 1: prototype scores
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,11 @@ class Theme:
 
     @property
     def version(self) -> str:
-        """Hash of the whole definition: any edit (threshold included) is a new version."""
+        """Hash of the whole definition (threshold included) and of how aiwatch scores: any
+        edit, or an upgrade that scores differently, is a new version, and stored articles are
+        scored again (from their stored vectors)."""
         definition = {
+            "scorer": SCORER_VERSION,
             "name": self.name,
             "description": self.description,
             "threshold": self.threshold,

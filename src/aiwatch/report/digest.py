@@ -140,9 +140,10 @@ def _candidates(store: Store, theme: str, version: str, since: datetime, run_id:
     return items
 
 
-def _rank(item: DigestItem) -> float:
-    # score first; more outlets and genuine novelty lift a story a little
-    return item.score + 0.03 * min(item.n_outlets - 1, 5) + (0.0 if item.updated else 0.02)
+def _rank(item: DigestItem) -> tuple:
+    # the probability first (to the hundredth: 0.9986 and 0.9997 say the same), then how many
+    # outlets carry the story, then genuine novelty
+    return round(item.score, 2), item.n_outlets, not item.updated, item.score
 
 
 def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str | None = None,

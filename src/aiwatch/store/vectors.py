@@ -66,10 +66,16 @@ class VectorsMixin:
         return dict(self.con.execute(
             "SELECT model, count(*) FROM core.embeddings GROUP BY model ORDER BY model").fetchall())
 
+    @staticmethod
+    def _family(model: str) -> str:
+        return model.rsplit("/", 1)[0]  # "all-MiniLM-L6-v2/onnx-int8" -> "all-MiniLM-L6-v2"
+
     def check_model(self, model: str) -> None:
-        """Refuse to work with ``model`` on a database whose vectors another model id made:
-        vectors of two backends are close but not comparable, so they are never mixed."""
-        others = {m: n for m, n in self.embedding_models().items() if m != model}
+        """Refuse to work with ``model`` on a database whose vectors another backend of the same
+        model made: vectors of two backends are close but not comparable, so they are never mixed.
+        (Another model's vectors, such as the second opinion's, are kept apart by their id.)"""
+        others = {m: n for m, n in self.embedding_models().items()
+                  if m != model and self._family(m) == self._family(model)}
         if others:
             made = ", ".join(f"{n} by {m}" for m, n in others.items())
             backend = model.rsplit("/", 1)[-1]
@@ -79,9 +85,10 @@ class VectorsMixin:
                 f"back, or run `aiwatch reembed` to embed the stored articles again with {backend}")
 
     def drop_other_models(self, model: str) -> int:
-        """Delete every vector not made by ``model`` (after a re-embed); returns how many."""
+        """Delete the vectors other backends of ``model`` made (after a re-embed); returns how many."""
         with self.transaction() as con:
-            return con.execute("DELETE FROM core.embeddings WHERE model <> ?", [model]).fetchone()[0]
+            return con.execute("DELETE FROM core.embeddings WHERE model <> ? AND model LIKE ?",
+                               [model, self._family(model) + "/%"]).fetchone()[0]
 
     def search(self, vector: np.ndarray, model: str, k: int = 10, theme: str | None = None,
                since: datetime | None = None) -> list[SearchHit]:
