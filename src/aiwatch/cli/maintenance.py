@@ -23,6 +23,16 @@ def prune(config_path, older_than) -> int:
     return EXIT_OK
 
 
+@_command(cli, "compact", "Rewrite the database file without its free space, in the format DuckDB 1.1 and later read "
+                          "(a file made by aiwatch before 0.2 is in DuckDB 2's own format until then).",
+          "aiwatch compact --config aiwatch.toml")
+def compact(config_path) -> int:
+    from ..ops import compact_database
+    freed = compact_database(_config(config_path))
+    click.echo(f"compacted: freed {max(freed, 0) / 1e6:.1f} MB")
+    return EXIT_OK
+
+
 @_command(cli, "rescore", "Re-score stored articles against the current themes (no fetching, no embedding).",
           "aiwatch rescore --since 30d --theme llm_pricing")
 @click.option("--since", type=AGE, help="only articles fetched in the last AGE")
