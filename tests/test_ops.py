@@ -293,3 +293,14 @@ def test_serve_starts_a_local_server_and_shows_the_schedule(tmp_path):
     time.sleep(1)
     with socket.socket() as s:  # the local Prefect server was stopped with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_refuses_a_port_something_else_answers_on(tmp_path, route_server):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{tmp_path / "db.duckdb"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIWATCH_", "PREFECT_API"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    out = subprocess.run([sys.executable, "-m", "aiwatch", "serve", "--config", str(cfg),
+                          "--port", str(route_server.port)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and f"port {route_server.port} on 127.0.0.1 is already in use" in out.stderr
+    assert "Traceback" not in out.stderr and route_server.hits == {}  # never spoke to it as a Prefect API
