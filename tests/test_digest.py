@@ -99,8 +99,8 @@ def test_malicious_title_is_text_not_markup(db, tmp_path):
     msg = build_email(config_for(db, tmp_path, **{"digest.email.to": "a@example.com"}),
                       "Digest: " + evil, "text", html, None)
     parsed = email.message_from_bytes(msg.as_bytes(), policy=policy.default)
-    assert parsed["Bcc"] is None and set(parsed.keys()) <= {"Subject", "From", "To", "MIME-Version",
-                                                            "Content-Type"}  # no header injection
+    assert parsed["Bcc"] is None and set(parsed.keys()) <= {"Subject", "From", "To", "Date", "Message-ID",
+                                                            "MIME-Version", "Content-Type"}  # no header injection
     assert "Bcc: victim" in parsed["Subject"]  # the title's newline became a space inside the subject
 
 
@@ -143,6 +143,8 @@ def test_email_is_multipart_with_the_chart_inline(db, tmp_path, smtp_server, mon
     assert len(received) == 1
     msg = email.message_from_bytes(received[0].as_bytes(), policy=policy.default)
     assert msg["To"] == "watcher@example.com" and "aiwatch digest" in msg["Subject"]
+    assert abs((msg["Date"].datetime - datetime.now(timezone.utc)).total_seconds()) < 600  # RFC 5322 wants a Date
+    assert msg["Message-ID"].startswith("<") and msg["Message-ID"].rstrip(">").endswith("@example.com")
     types = [part.get_content_type() for part in msg.walk()]
     assert types[0] == "multipart/alternative"
     assert "text/plain" in types and "text/html" in types and "image/png" in types
@@ -195,3 +197,121 @@ def test_html_digest_renders_in_a_browser(db, tmp_path):
                         f"--window-size={width},2000", f"--screenshot={shot}", page.as_uri()],
                        check=True, capture_output=True, timeout=120)
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_slack_keeps_every_story_when_urls_are_long(db, tmp_path):
+    """Nine stories with 600-character URLs: all nine links intact, sections within Slack's limits."""
+    from dataclasses import replace
+
+    from aiwatch.report.delivery import SLACK_MAX_BLOCKS, SLACK_SECTION_CHARS, webhook_payload
+    config = config_for(db, tmp_path, **{"digest.webhook.url": "http://127.0.0.1:9/hook"})
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW, only_new=False)
+    chip = next(t for t in data.themes if t.name == "chip_sanctions")
+    long_items = tuple(replace(chip.items[k % len(chip.items)], url=f"https://news.example/{k}/" + "a" * 600)
+                       for k in range(9))
+    data = replace(data, themes=tuple(replace(t, items=long_items, more=4) if t is chip else t
+                                      for t in data.themes))
+    payload = webhook_payload(config, data)
+    sections = [b["text"]["text"] for b in payload["blocks"][1:]]
+    assert len(payload["blocks"]) <= SLACK_MAX_BLOCKS
+    assert all(len(s) <= SLACK_SECTION_CHARS and s.count("<") == s.count(">") for s in sections)
+    text = "\n".join(sections)
+    assert all(f"<https://news.example/{k}/{'a' * 600}|" in text for k in range(9))
+    assert "…and 4 more" in text
+
+
+def _certificate_authority(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate for 127.0.0.1 that it signed (PEM files)."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.now(timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("aiwatch test CA")).issuer_name(name("aiwatch test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
+def test_email_trusts_a_private_ca_from_the_setting(db, tmp_path):
+    """An SMTPS server whose certificate a private CA signed: refused with the system's CAs,
+    delivered once digest.email.ca_file names the CA."""
+    import socket
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Message
+
+    from aiwatch.report.delivery import DeliveryError, send_email
+    ca, cert, key = _certificate_authority(tmp_path)
+    received = []
+
+    class Keep(Message):
+        def handle_message(self, message):
+            received.append(message)
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    controller = Controller(Keep(), hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    try:
+        values = {"digest.email.host": "127.0.0.1", "digest.email.port": port, "digest.email.ssl": True,
+                  "digest.email.to": "watcher@example.com"}
+        msg = build_email(config_for(db, tmp_path, **values), "Digest", "text", "<p>html</p>", None)
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            send_email(config_for(db, tmp_path, **values), msg)
+        assert received == []
+        send_email(config_for(db, tmp_path, **values, **{"digest.email.ca_file": str(ca)}), msg)
+    finally:
+        controller.stop()
+    assert len(received) == 1 and received[0]["To"] == "watcher@example.com"
+
+
+def test_recipients_as_a_toml_list(tmp_path):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text('[digest]\nformats = ["md", "html"]\n[digest.email]\nto = ["a@example.com", "b@example.com"]\n')
+    config = load_config(cfg)
+    assert config.digest.email.to == "a@example.com, b@example.com" and config.digest.formats == "md, html"
+    msg = build_email(config, "Digest", "text", "<p>html</p>", None)
+    assert msg["To"] == "a@example.com, b@example.com"
+
+
+def test_digest_of_a_run_reports_the_health_of_the_feeds_it_fetched(db, tmp_path):
+    """A run given its feeds on the command line: `digest --run` still lists the one that failed."""
+    with Store.open(db) as store:
+        run_id, started = store.query("SELECT run_id, started_at FROM runs ORDER BY started_at DESC LIMIT 1")[1][0]
+        store.con.execute("""INSERT INTO core.feeds (feed_url, name, first_seen_at, last_attempt_at, last_status,
+                                 consecutive_failures, last_error)
+                             VALUES ('http://127.0.0.1:9/cli-feed.xml', 'Given on the command line', ?, ?, 'failed',
+                                     1, 'connection refused')""", [started, started])
+        data = collect_digest(store, config_for(db, tmp_path), NOW, run_id=run_id, only_new=False)
+    assert [f.feed_url for f in data.health.failing] == ["http://127.0.0.1:9/cli-feed.xml"]
+    assert "Given on the command line" in render_markdown(data)

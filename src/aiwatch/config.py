@@ -167,11 +167,13 @@ class EmailSettings:
     starttls: bool = _setting(True, "Upgrade the connection with STARTTLS.")
     ssl: bool = _setting(False, "Connect with SSL from the start (port 465).")
     sender: str = _setting("aiwatch@localhost", "Sender address.", optional=True, name="from")
-    to: str = _setting("", "Recipients, comma-separated.", optional=True)
+    to: str = _setting("", "Recipients, comma-separated (or a TOML list of addresses).", optional=True)
     username_env: str = _setting("", "Name of the environment variable holding the SMTP user name (never the name "
                                      "itself).", optional=True)
     password_env: str = _setting("", "Name of the environment variable holding the SMTP password (never the "
                                      "password itself).", optional=True)
+    ca_file: str = _setting("", "PEM file of the certificate authority to trust for the SMTP server (a private CA); "
+                                "empty: the system's (relative paths are relative to the config file).", optional=True)
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,8 @@ class DigestSettings:
     dir: str = _setting(".", "Folder the digest files are written to (relative to the config file).")
     max_per_theme: int = _setting(10, "Most stories listed per theme in one digest (the alert budget); the rest "
                                       "are counted, with the command that lists them.", _positive(10_000))
-    formats: str = _setting("md,html,json,atom", "Digest files to write, comma-separated: md, html, json, atom.",
-                            _formats)
+    formats: str = _setting("md,html,json,atom", "Digest files to write, comma-separated or a TOML list: md, html, "
+                                                 "json, atom.", _formats)
     window_days: int = _setting(7, "A digest offers stories first seen in the last window_days that no earlier "
                                    "digest sent (or that were materially updated since).", _positive(3650))
     email: EmailSettings = _table(EmailSettings)
@@ -247,6 +249,7 @@ def _walk(cls: type, key: str, attr: str) -> Iterator[Setting]:
 
 SETTINGS: tuple[Setting, ...] = tuple(s for name, cls in SECTIONS.items() for s in _walk(cls, name, name))
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+LIST_VALUED = frozenset({"digest.email.to", "digest.formats"})  # comma-separated: a TOML list works too
 TABLES = tuple(dict.fromkeys(s.table for s in SETTINGS))
 
 
@@ -377,6 +380,8 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(key, f"expected a number, got {value!r}")
         value = float(value)
     elif typ is str:
+        if isinstance(value, list) and key in LIST_VALUED and all(isinstance(v, str) for v in value):
+            value = ", ".join(v.strip() for v in value if v.strip())  # a TOML list for a comma-separated value
         if not isinstance(value, str) or (not value.strip() and not setting.optional):
             raise ConfigError(key, f"expected a non-empty string, got {value!r}")
         if not value.strip():

@@ -186,7 +186,7 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
     return DigestData(
         digest_id=now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3), generated_at=now, scope=scope,
         run_id=run_id, themes=tuple(sections), stats=stats, article_failures=tuple(failures),
-        health=feed_health_report(store, config, health_since, now), chart_png=trend_chart(store, config, now),
+        health=feed_health_report(store, config, health_since, now, run_feeds=bool(run_id)), chart_png=trend_chart(store, config, now),
     )
 
 
@@ -227,15 +227,17 @@ def trend_chart(store: Store, config: Config, now: datetime, days: int = TREND_D
     return buf.getvalue()
 
 
-def feed_health_report(store: Store, config: Config, since: datetime, now: datetime) -> FeedHealth:
+def feed_health_report(store: Store, config: Config, since: datetime, now: datetime,
+                       run_feeds: bool = False) -> FeedHealth:
     """Failing feeds, stale feeds (no new item in health.stale_days), feeds that came back
-    since ``since`` and feeds whose last fetch dropped entries, among the configured feeds."""
+    since ``since`` and feeds whose last fetch dropped entries, among the configured feeds and,
+    with ``run_feeds``, every feed tried since ``since`` (a run given its feeds on the command line)."""
     urls = [f.url for f in config.feeds]
-    if not urls:
+    if not urls and not run_feeds:
         return FeedHealth()
     days = config.health.stale_days
     failing, stale, recovered, dropping = [], [], [], []
-    for r in store.feed_health_rows(urls):
+    for r in store.feed_health_rows(urls, attempted_since=since if run_feeds else None):
         if r.last_status == "failed":
             n = r.consecutive_failures
             retry = f"; next try after {r.next_fetch_at:%Y-%m-%d %H:%M} UTC" if r.next_fetch_at else ""
