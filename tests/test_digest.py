@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import json
 import logging
 import shutil
-import subprocess
 from datetime import datetime, timezone
 from email import policy
 from pathlib import Path
@@ -163,7 +163,7 @@ def test_webhook_slack_and_json(db, tmp_path, route_server):
             assert deliver(store, config, data, NOW) == {"webhook": True}
     slack, generic = (json.loads(b) for b in route_server.posts["/hooks/T000/SECRET-TOKEN"])
     assert slack["text"].startswith("aiwatch digest") and slack["blocks"][0]["type"] == "header"
-    assert any("chip sanctions" in b.get("text", {}).get("text", "") for b in slack["blocks"])
+    assert any("Chip export controls" in b.get("text", {}).get("text", "") for b in slack["blocks"])
     assert {t["name"] for t in generic["themes"]} == {"chip_sanctions", "llm_pricing", "gov_ai_policy"}
 
 
@@ -182,22 +182,57 @@ def test_failed_delivery_is_recorded_and_retried_next_run(db, tmp_path, route_se
     assert late["digest"]["digest_id"] == data.digest_id
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="chromium not installed")
-def test_html_digest_renders_in_a_browser(db, tmp_path):
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="chromium and chromedriver not installed")
+def test_html_digest_in_a_browser_keeps_the_chart_legible_at_1200_and_390_px(db, tmp_path):
+    """Headless Chromium shows the HTML digest at desktop and phone widths (the phone width by
+    device emulation: a desktop window is never narrower than 500 px): nothing scrolls
+    sideways, and the chart's smallest text (its 9-point tick labels) is at least 9 CSS pixels
+    tall as shown. Screenshots are taken (SCREENSHOTS_DIR=folder keeps a copy)."""
+    import os
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    from aiwatch.report.digest import CHART_DPI, CHART_TICK_PT
     config = config_for(db, tmp_path)
     with Store.open(db) as store:
-        data = collect_digest(store, config, NOW)
+        data = collect_digest(store, config, NOW, only_new=False)
+    html = render_html(data)
+    assert "<script" not in html and 'src="data:image/png;base64,' in html
     page = tmp_path / "digest.html"
-    page.write_text(render_html(data))
-    for width in (1200, 390):
-        shot = tmp_path / f"shot-{width}.png"
-        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                        "--disable-quic", f"--user-data-dir={tmp_path / f'profile-{width}'}",
-                        f"--window-size={width},2000", f"--screenshot={shot}", page.as_uri()],
-                       check=True, capture_output=True, timeout=120)
-        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
-
+    page.write_text(html)
+    keep = Path(os.environ["SCREENSHOTS_DIR"]) if os.environ.get("SCREENSHOTS_DIR") else None
+    options = Options()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-quic", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        for width in (1200, 390):
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})
+            driver.get(page.as_uri())
+            sizes = driver.execute_script("""const img = document.querySelector('img');
+                return {shown: img.getBoundingClientRect().width, natural: img.naturalWidth,
+                        page: document.documentElement.scrollWidth, view: window.innerWidth};""")
+            assert sizes["view"] == width and sizes["page"] <= width, sizes  # no sideways scrolling
+            tick_px = CHART_TICK_PT * CHART_DPI / 72 * sizes["shown"] / sizes["natural"]
+            assert tick_px >= 9, (width, sizes, tick_px)
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})
+            png = base64.b64decode(shot["data"])
+            assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+            if keep:
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / f"digest-{width}.png").write_bytes(png)
+    finally:
+        driver.quit()
 
 def test_slack_keeps_every_story_when_urls_are_long(db, tmp_path):
     """Nine stories with 600-character URLs: all nine links intact, sections within Slack's limits."""
@@ -315,3 +350,72 @@ def test_digest_of_a_run_reports_the_health_of_the_feeds_it_fetched(db, tmp_path
         data = collect_digest(store, config_for(db, tmp_path), NOW, run_id=run_id, only_new=False)
     assert [f.feed_url for f in data.health.failing] == ["http://127.0.0.1:9/cli-feed.xml"]
     assert "Given on the command line" in render_markdown(data)
+
+
+def test_atom_entries_carry_content_and_the_feed_its_own_links_and_id(db, tmp_path):
+    config = config_for(db, tmp_path, **{"digest.atom_url": "https://watch.example.org/d/aiwatch.atom"})
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW)
+        files = write_digest_files(data, tmp_path, "html,atom", store, config)
+        install = store.install_id()
+    feed = feedparser.parse((tmp_path / "aiwatch.atom").read_bytes())
+    html_name = next(f.name for f in files if f.suffix == ".html")
+    assert not feed.bozo and feed.feed.id == f"urn:uuid:{install}" and len(install) == 36
+    links = {link.rel: link.href for link in feed.feed.links}
+    assert links == {"self": "https://watch.example.org/d/aiwatch.atom",
+                     "alternate": f"https://watch.example.org/d/{html_name}"}
+    entry = feed.entries[0]
+    content = entry.content[0]
+    assert content.type == "text/html" and "score" in content.value and "<blockquote>" in content.value
+    assert "Matched terms:" in content.value and entry.tags[0].label in {
+        "Chip export controls", "AI model pricing", "Government AI policy"}
+    # another database has another id; the same one keeps its id when the file moves
+    other = tmp_path / "other.duckdb"
+    with Store.open(other) as store:
+        assert store.install_id() not in ("", install)
+    moved = tmp_path / "moved.duckdb"
+    shutil.copy(db, moved)
+    with Store.open(moved) as store:
+        assert store.install_id() == install
+
+
+def test_readable_digest(db, tmp_path):
+    """What a reader sees: passages without kicker and repeated headline, theme titles, telling
+    terms before generic ones, the score in words, statistics as a reader wants them, feed
+    errors in words, the trend by day published."""
+    from aiwatch.report.digest import distinct_terms, excerpt, plain_error, run_facts
+    passage = ("Beijing tightens rules on chip imports\nTrade & security\nBeijing tightens rules on chip imports\n"
+               "The ministry said on Monday that licences would be needed.")
+    assert excerpt(passage, "Beijing tightens rules on chip imports") == \
+        "The ministry said on Monday that licences would be needed."
+    assert excerpt("A story that never repeats its title.", "Other words") == "A story that never repeats its title."
+    assert distinct_terms(("AI", "chip", "chips", "entity list"), {"AI": 0.9, "chip": 0.5, "chips": 0.6,
+                                                                          "entity list": 0.02}) == \
+        ("entity list", "chip", "AI")
+    assert plain_error("malformed feed (SAXParseException: <unknown>:12:2: mismatched tag), no entries found") == \
+        "malformed feed: broken XML at line 12, column 2: mismatched tag; no entries could be read"
+    started = datetime(2026, 12, 1, 7, 0, 3, 123456, tzinfo=timezone.utc)
+    facts = dict(run_facts({"started_at": started, "finished_at": started.replace(minute=3, second=9),
+                            "status": "ok", "feeds_total": 6, "feeds_ok": 5, "feeds_failed": 1, "articles_new": 40,
+                            "articles_failed": 1, "flagged": 25, "peak_rss_mb": 739.6,
+                            "stage_seconds": '{"feeds": 0.75, "articles": 10.7, "fetch": 2.5, "embed": 130.2}'}))
+    assert facts == {"Started": "2026-12-01 07:00 UTC", "Took": "3 min 06 s", "Status": "ok",
+                     "Feeds": "6 (5 fetched, 1 failed)", "New articles": "40 (1 page failed)", "Flagged": "25",
+                     "Time per stage": "feeds 0.8 s · articles 11 s (fetch 2.5 s) · embed 2 min 10 s",
+                     "Peak memory": "740 MB"}
+    config = config_for(db, tmp_path)
+    with Store.open(db) as store:
+        data = collect_digest(store, config, NOW, only_new=False)
+        # an article published long ago counts on its publication day, not on the day it was fetched
+        store.con.execute("UPDATE core.articles SET published_at = TIMESTAMPTZ '2026-06-01 12:00:00+00' "
+                          "WHERE article_id = (SELECT min(article_id) FROM matches)")
+        days = store.query("SELECT day, flagged FROM theme_daily ORDER BY day")[1]
+    assert str(days[0][0]) == "2026-06-01" and days[0][1] == 1
+    md = render_markdown(data)
+    assert "## Chip export controls" in md and "## AI model pricing" in md and "## Government AI policy" in md
+    assert "Listed from a score of 0.45" in md and "almost certainly on the theme" in md
+    assert "stage seconds" not in md and "{" not in md.split("## Run statistics")[1]
+    chip = next(t for t in data.themes if t.name == "chip_sanctions")
+    assert all(not i.passage.startswith(i.title) for i in chip.items)
+    terms = [t for i in data.themes for it in i.items for t in it.terms]
+    assert terms and all(it.terms[-1] == "AI" or "AI" not in it.terms for i in data.themes for it in i.items)

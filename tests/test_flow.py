@@ -69,8 +69,7 @@ def test_records_logged_on_worker_threads_reach_the_flow_run(prefect_harness):
 
     @flow
     def threads():
-        route_logs_to_prefect()
-        with ThreadPoolExecutor(2) as pool:  # as the feeds and articles stages submit their work
+        with route_logs_to_prefect(), ThreadPoolExecutor(2) as pool:  # as the stages submit their work
             pool.submit(copy_context().run, logging.getLogger("aiwatch.ingest").info, "from a worker thread").result()
 
     state = threads(return_state=True)

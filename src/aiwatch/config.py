@@ -14,6 +14,8 @@ override single settings. Every value is validated at start, and a bad one raise
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import re
@@ -22,11 +24,13 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .relevance.themes import Theme, theme_from_mapping
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "aiwatch.toml"
 Check = Callable[[Any], "str | None"]  # returns a problem, or None
@@ -61,6 +65,10 @@ def _formats(value: str) -> str | None:
 
 def _contact(value: str) -> str | None:
     return None if re.match(r"^(https?://|mailto:)\S+$", value) else "must be an http(s):// or mailto: URL"
+
+
+def _http_url(value: str) -> str | None:
+    return None if re.match(r"^https?://[^\s/]+\S*$", value) else "must be an http:// or https:// URL"
 
 
 def _one_of(*choices: str) -> Check:
@@ -192,6 +200,9 @@ class DigestSettings:
                                                  "json, atom.", _formats)
     window_days: int = _setting(7, "A digest offers stories first seen in the last window_days that no earlier "
                                    "digest sent (or that were materially updated since).", _positive(3650))
+    atom_url: str = _setting("", "The address the Atom feed (aiwatch.atom) is published at, for its self link; the "
+                                 "HTML digests written beside it become its alternate link. Empty: no self link.",
+                             _http_url, optional=True)
     email: EmailSettings = _table(EmailSettings)
     webhook: WebhookSettings = _table(WebhookSettings)
 
@@ -230,6 +241,11 @@ class Setting:
     @property
     def table(self) -> str:
         return self.key.rsplit(".", 1)[0]
+
+    @property
+    def env_name(self) -> str:
+        """The environment variable that overrides it: AIWATCH_FETCH_TIMEOUT for fetch.timeout."""
+        return "AIWATCH_" + self.key.replace(".", "_").upper()
 
     @property
     def name(self) -> str:
@@ -351,7 +367,7 @@ class Config:
 def _coerce(key: str, value: Any) -> Any:
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
-        raise ConfigError(key, "unknown setting")
+        raise ConfigError(key, "unknown setting" + _did_you_mean(key, SETTINGS_BY_KEY))
     typ = setting.type
     if typ is bool:
         if isinstance(value, str):
@@ -453,6 +469,30 @@ def _parse_themes(items: Any) -> list[Theme]:
     return out
 
 
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+_warned_env: set[str] = set()
+OTHER_ENVIRONMENT = frozenset({
+    "AIWATCH_PROJECT_DIR",  # prefect.yaml: the folder a worker runs the flow in
+    "AIWATCH_UPDATE_DOCS_SCREENSHOT",  # tests: rewrite the README's screenshot
+})
+
+
+def _warn_unknown_environment(environ: Mapping[str, str], values: Mapping[str, Any]) -> None:
+    """An ``AIWATCH_*`` variable that names no setting is most likely a typo that would
+    otherwise be ignored in silence (the variables a ``*_env`` setting names are secrets, not typos)."""
+    secrets = {v for k, v in values.items() if k.endswith("_env") and isinstance(v, str)}
+    known = {s.env_name for s in SETTINGS} | OTHER_ENVIRONMENT
+    for name in sorted(environ):
+        if name.startswith("AIWATCH_") and name not in known and name not in secrets and name not in _warned_env:
+            _warned_env.add(name)
+            log.warning("environment variable %s is not an aiwatch setting%s; ignored",
+                        name, _did_you_mean(name, known))
+
+
 def find_config(path: str | os.PathLike | None) -> Path | None:
     """The file to read: the given path, else ./aiwatch.toml when present, else none."""
     if path is not None:
@@ -498,7 +538,7 @@ def _read_table(prefix: str, body: dict, values: dict) -> None:
         key = f"{prefix}.{name}"
         if isinstance(value, dict):
             if key not in TABLES:
-                raise ConfigError(key, "unknown table")
+                raise ConfigError(key, "unknown table" + _did_you_mean(key, TABLES))
             _read_table(key, value, values)
         else:
             values[key] = _coerce(key, value)
@@ -512,14 +552,15 @@ def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
         if section in ("feeds", "themes"):
             continue
         if section not in SECTIONS:
-            raise ConfigError(section, f"unknown section (known: {', '.join((*SECTIONS, 'feeds', 'themes'))})")
+            raise ConfigError(section, "unknown section" + (_did_you_mean(section, (*SECTIONS, "feeds", "themes"))
+                                                            or f" (known: {', '.join((*SECTIONS, 'feeds', 'themes'))})"))
         if not isinstance(body, dict):
             raise ConfigError(section, "must be a table ([section])")
         _read_table(section, body, values)
     for setting in SETTINGS:
-        env_name = "AIWATCH_" + setting.key.replace(".", "_").upper()
-        if env_name in environ:
-            values[setting.key] = _coerce(setting.key, environ[env_name])
+        if setting.env_name in environ:
+            values[setting.key] = _coerce(setting.key, environ[setting.env_name])
+    _warn_unknown_environment(environ, values)
     feeds = tuple(parse_feeds(doc["feeds"])) if "feeds" in doc else default_feeds()
     themes = tuple(_parse_themes(doc["themes"])) if "themes" in doc else default_themes()
     base_dir = path.resolve().parent if path is not None else Path.cwd()

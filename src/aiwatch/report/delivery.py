@@ -111,7 +111,7 @@ def webhook_payload(config: Config, data: DigestData) -> dict:
         return json.loads(render_json(data))
     lines: list[str] = []
     for t in data.themes:
-        lines.append(f"*{_slack_text(t.name.replace('_', ' '))}*")
+        lines.append(f"*{_slack_text(t.title or t.name.replace('_', ' '))}*")
         for i in t.items:
             also = f" (+{len(i.also)} outlets)" if i.also else ""
             mark = " _updated_" if i.updated else ""
