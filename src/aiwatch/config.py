@@ -284,6 +284,8 @@ def _build(cls: type, prefix: str, values: Mapping[str, Any]) -> Any:
 class FeedSpec:
     url: str
     name: str | None = None
+    category: str | None = None  # a folder path, "Tech/AI" (OPML's nested outlines)
+    site_url: str | None = None  # the site's home page (OPML's htmlUrl)
 
 
 @dataclass(frozen=True)
@@ -431,9 +433,9 @@ def parse_feeds(items: Any) -> list[FeedSpec]:
         where = f"feeds[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(where, "must be a table with url and name")
-        unknown = set(item) - {"url", "name"}
+        unknown = set(item) - {"url", "name", "category", "site_url"}
         if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key (known: url, name)")
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key (known: url, name, category, site_url)")
         url = item.get("url")
         if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url.strip()):
             raise ConfigError(f"{where}.url", f"expected an http:// or https:// URL, got {url!r}")
@@ -445,10 +447,17 @@ def parse_feeds(items: Any) -> list[FeedSpec]:
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ConfigError(f"{where}.name", f"expected a non-empty string, got {name!r}")
+        category, site = item.get("category"), item.get("site_url")
+        if category is not None and (not isinstance(category, str) or not category.strip("/ ")):
+            raise ConfigError(f"{where}.category", f"expected a folder name such as \"Tech/AI\", got {category!r}")
+        if site is not None and (not isinstance(site, str) or not re.match(r"^https?://[^\s/]+", site.strip())):
+            raise ConfigError(f"{where}.site_url", f"expected an http:// or https:// URL, got {site!r}")
         if url in seen:
             raise ConfigError(f"{where}.url", f"{url} is listed twice")
         seen.add(url)
-        out.append(FeedSpec(url=url, name=name.strip() if name else None))
+        out.append(FeedSpec(url=url, name=name.strip() if name else None,
+                            category=category.strip("/ ") if category else None,
+                            site_url=site.strip() if site else None))
     return out
 
 

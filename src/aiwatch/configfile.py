@@ -49,6 +49,10 @@ def _feed_table(feed: FeedSpec) -> Table:
     table.add("url", feed.url)
     if feed.name:
         table.add("name", feed.name)
+    if feed.category:
+        table.add("category", feed.category)
+    if feed.site_url:
+        table.add("site_url", feed.site_url)
     return table
 
 
