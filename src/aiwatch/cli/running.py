@@ -100,7 +100,7 @@ def _demo_port(database: Path) -> int:
     if database.exists():
         from ..store import Store
         with Store.open(database, read_only=True, lock_timeout=10) as store:
-            urls = [row[0] for row in store.query("SELECT feed_url FROM core.feeds")[1]]
+            urls = list(store.feed_titles())
         ports = {m.group(1) for m in map(re.compile(r"^http://127\.0\.0\.1:(\d+)/").match, urls) if m}
         if len(ports) == 1:
             port = int(ports.pop())
