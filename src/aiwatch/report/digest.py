@@ -25,6 +25,7 @@ from ..config import Config
 from ..records import FlaggedMatch, StoryMember
 from ..store import Store
 from ..urls import safe_link
+from ..web.signing import judge_link, judge_url, load_secret
 
 PASSAGE_CHARS = 320
 UPDATE_MARGIN = 0.1  # a score this much higher than when last sent makes a story "updated"
@@ -43,6 +44,9 @@ class DigestItem:
     terms: tuple[str, ...] = ()
     also: tuple[tuple[str, str], ...] = ()  # (outlet, url) of the other copies
     updated: bool = False  # listed before; back because it changed
+    article_id: str = ""  # the article shown (the story's best for the theme)
+    relevant_url: str = ""  # signed links that judge it in `aiwatch web` (when web.base_url is set)
+    not_relevant_url: str = ""
 
     @property
     def n_outlets(self) -> int:
@@ -136,8 +140,19 @@ def _candidates(store: Store, theme: str, version: str, since: datetime, run_id:
             shown.setdefault(term.casefold().rstrip("s"), term)
         items.append(DigestItem(sid, m.title or m.url, safe_link(m.url) or "", m.outlet or "", m.published_at, m.score,
                                 excerpt(m.passage or "", m.title or ""), tuple(shown.values())[:6],
-                                tuple(others.items())))
+                                tuple(others.items()), article_id=m.article_id))
     return items
+
+
+def _with_links(config: Config, theme: str, items: list[DigestItem], now: datetime) -> list[DigestItem]:
+    """The items with signed relevant / not relevant links to the web app, when it has an address."""
+    if not config.web.base_url or not items:
+        return items
+    key = load_secret(config.web_secret_file)
+    base = config.web.base_url
+    return [replace(i, relevant_url=judge_url(base, judge_link(key, i.article_id, theme, True, now)),
+                    not_relevant_url=judge_url(base, judge_link(key, i.article_id, theme, False, now)))
+            for i in items]
 
 
 def _rank(item: DigestItem) -> tuple:
@@ -168,8 +183,8 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
                 item = replace(item, updated=True)
             fresh.append(item)
         fresh.sort(key=_rank, reverse=True)
-        sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(fresh[:budget]),
-                                     max(0, len(fresh) - budget)))
+        shown = _with_links(config, t.name, fresh[:budget], now)
+        sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(shown), max(0, len(fresh) - budget)))
     if run_id:
         stats = store.run_row(run_id) or {}
         failures = store.article_failures(run_id=run_id)
