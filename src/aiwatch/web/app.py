@@ -113,7 +113,7 @@ SECURITY_HEADERS = {
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # a signed link in the address never leaks to an outlet's site
+    "Referrer-Policy": "same-origin",  # a signed link in the address never leaks to an outlet's site
 }
 
 
