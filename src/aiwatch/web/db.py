@@ -57,7 +57,8 @@ class Database:
                 self._cond.wait()
             self._readers += 1
         try:
-            with Store.open_for_reading(self.path, lock_timeout=self.read_wait) as store:
+            # migrated when the app started (see migrate), so no second open to check the schema
+            with Store.open(self.path, read_only=True, lock_timeout=self.read_wait) as store:
                 yield store
         finally:
             with self._cond:
