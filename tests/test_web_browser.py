@@ -117,6 +117,7 @@ def test_moving_a_threshold_changes_the_preview_in_a_browser(served, browser):
     assert live < before
     assert int(browser.find_element(By.ID, "flag-gone").text) == before - live
     browser.find_element(By.CSS_SELECTOR, "#theme-form button:not([formaction])").click()  # Preview, on the server
+    wait(browser, EC.staleness_of(field))
     wait(browser, lambda d: d.find_element(By.ID, "threshold").get_attribute("value") == "0.99")
     assert _count(browser) == live  # the server counts what the page counted
     slider = browser.find_element(By.ID, "threshold-range")

@@ -19,7 +19,7 @@ from starlette.datastructures import FormData
 
 from ..config import DEFAULT_CONFIG_NAME, Config, load_config
 from ..errors import AiwatchError, ConfigError, StoreBusy, StoreError
-from ..relevance.embed import embedder_for
+from ..relevance.embed import embedder_for, model_id
 from .db import WRITE_WAIT, Database
 from .jobs import Jobs
 from .present import ago, likelihood, when
@@ -42,8 +42,11 @@ class WebContext:
         self._stamp: float | None = None
         self._lock = threading.Lock()
         config = self.config()
+        # Secure cookies only where the app is reached over https (its own TLS proxy); on
+        # http://127.0.0.1 a browser would drop them and every form would fail.
         self.guard = Guard(key=load_secret(config.web_secret_file), password=password_for(config, host),
-                           loopback_only=is_loopback(host), secure_cookies=config.web.base_url.startswith("https:"))
+                           loopback_only=is_loopback(host),
+                           secure_cookies=config.web.base_url.startswith("https:") and not is_loopback(host))
         self.write_wait = write_wait
         self._db = Database(config.database, write_wait=write_wait)
         self._db.migrate()
@@ -78,8 +81,8 @@ class WebContext:
             self._db = Database(database, write_wait=self.write_wait)
         return self._db
 
-    def embedder(self):
-        return embedder_for(self.config())
+    def embedder(self) -> "LazyEmbedder":
+        return LazyEmbedder(self.config())
 
     def render(self, request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("last_run", None)
@@ -94,6 +97,18 @@ class WebContext:
     def problem(self, request: Request, status: int, title: str, detail: str) -> HTMLResponse:
         """A plain page saying what went wrong and what to do (no database read)."""
         return self.render(request, "problem.html", status=status, title=title, detail=detail, last_run="")
+
+
+class LazyEmbedder:
+    """The configured embedder, loaded only when something is embedded: a theme preview that
+    only moves the threshold, or reads stored vectors, never loads the model."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.model_id = model_id(config.embed.backend)
+
+    def embed(self, texts):
+        return embedder_for(self.config).embed(texts)
 
 
 def ctx(request: Request) -> WebContext:
