@@ -356,8 +356,8 @@ def test_the_digest_carries_signed_links_when_the_app_has_an_address(demo_copy):
     config = load_config(cfg).replace(**{"web.base_url": "https://watch.example.org/"})
     assert not config.web_secret_file.exists()
     with Store.open(db) as store:
-        data = collect_digest(store, config, datetime.now(timezone.utc), since=datetime(2000, 1, 1, tzinfo=timezone.utc),
-                              only_new=False)
+        data = collect_digest(store, config, datetime.now(timezone.utc),
+                              since=datetime(2000, 1, 1, tzinfo=timezone.utc), only_new=False)
     html, md = render_html(data), render_markdown(data)
     items = [i for t in data.themes for i in t.items]
     assert items and all(i.relevant_url.startswith("https://watch.example.org/judge?a=") for i in items)

@@ -90,7 +90,7 @@ def wait(driver, condition, seconds: float = 15):
 def test_judge_a_story_and_undo_it_in_a_browser(served, browser):
     browser.get(served.url + "/")
     card = browser.find_element(By.CSS_SELECTOR, "article.card")
-    anchor, article, theme = card.get_attribute("id"), card.get_attribute("data-article"), card.get_attribute("data-theme")
+    anchor, article, theme = (card.get_attribute(a) for a in ("id", "data-article", "data-theme"))
     assert "Data as of run" in browser.find_element(By.ID, "freshness").text
     card.find_element(By.CSS_SELECTOR, "button[data-verdict=yes]").click()
     card = wait(browser, EC.presence_of_element_located((By.ID, anchor)))

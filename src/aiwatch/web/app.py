@@ -1,5 +1,5 @@
 """The app: its context (config, database, key, jobs, templates), the guard in front of every
-request, the error pages, and :func:`serve` (uvicorn)."""
+request, the error pages, and :func:`serve_app` (uvicorn)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 import jinja2
 from fastapi import FastAPI, HTTPException, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..config import DEFAULT_CONFIG_NAME, Config, load_config
 from ..errors import AiwatchError, ConfigError, StoreBusy, StoreError
@@ -39,7 +40,7 @@ class WebContext:
                  write_wait: float = WRITE_WAIT):
         self._given = Path(config_path) if config_path else None
         self._config: Config | None = None
-        self._stamp: float | None = None
+        self._stamp: int | None = None
         self._lock = threading.Lock()
         config = self.config()
         # Secure cookies only where the app is reached over https (its own TLS proxy); on
@@ -88,10 +89,11 @@ class WebContext:
         context.setdefault("last_run", None)
         context.setdefault("message", None)
         context.setdefault("error", None)
+        # the config last read well: the error page of a config broken by hand must still render
         html = self.templates.get_template(template).render(
             request=request, path=request.url.path, nav=NAV, csrf=self.guard.csrf_token(request),
             logged_in=self.guard.password is not None and self.guard.logged_in(request),
-            now=datetime.now(timezone.utc), config=self.config(), **context)
+            now=datetime.now(timezone.utc), config=self._config, **context)
         return HTMLResponse(html, status_code=status)
 
     def problem(self, request: Request, status: int, title: str, detail: str) -> HTMLResponse:
@@ -154,7 +156,7 @@ def create_app(config_path: str | Path | None = None, *, host: str = "127.0.0.1"
             return PlainTextResponse("aiwatch: a form from another site was refused", 403)
         if not open_path(request.url.path) and not g.logged_in(request):
             if request.method in ("GET", "HEAD"):
-                return RedirectResponse(f"/login?next={request.url.path}", 303)
+                return RedirectResponse(f"/login?next={quote(request.url.path)}", 303)
             return PlainTextResponse("aiwatch: log in first", 403)
         response: Response = await call_next(request)
         seed = getattr(request.state, "csrf_seed", None)
@@ -185,7 +187,7 @@ def create_app(config_path: str | Path | None = None, *, host: str = "127.0.0.1"
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 404 or exc.status_code >= 500 or exc.status_code == 403:
+        if exc.status_code in (403, 404) or exc.status_code >= 500:
             return web.problem(request, exc.status_code, {404: "Not found", 403: "Refused"}.get(
                 exc.status_code, "Error"), str(exc.detail))
         return PlainTextResponse(f"aiwatch: {exc.detail}\n", exc.status_code)
@@ -205,7 +207,8 @@ def check_port(host: str, port: int) -> None:
         try:
             s.bind(address)
         except OSError as exc:
-            raise ConfigError("--port", f"{host}:{port} cannot be used ({exc.strerror}); choose another --port") from None
+            raise ConfigError("--port", f"{host}:{port} cannot be used ({exc.strerror}); "
+                                        "choose another --port") from None
 
 
 def serve_app(app: FastAPI, host: str, port: int) -> None:

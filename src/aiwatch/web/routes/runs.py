@@ -20,7 +20,7 @@ def prefect_ui() -> str:
     ui = os.environ.get("PREFECT_UI_URL", "").strip()
     if not ui:
         api = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
-        ui = api[:-4] if api.endswith("/api") else api
+        ui = api.removesuffix("/api")
     return safe_link(ui) or ""
 
 
@@ -37,7 +37,8 @@ def _page(request: Request, web: WebContext, status: int = 200, message: str | N
 
 @router.get("/runs")
 def runs(request: Request, started: str = ""):
-    return _page(request, ctx(request), message="The run has started; this page shows how it goes." if started else None)
+    started_note = "The run has started; this page shows how it goes." if started else None
+    return _page(request, ctx(request), message=started_note)
 
 
 @router.post("/runs/start")
