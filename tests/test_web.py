@@ -87,6 +87,7 @@ def test_today_lists_the_flagged_stories_by_theme_and_story_newest_first(web, de
         assert '<blockquote class="passage">' in c["html"] and "Nearest theme example" in c["html"]
         assert re.search(r"(very likely|likely|more likely than not|possible) \(\d\.\d\d\)", c["html"])
         assert "Relevant</button>" in c["html"] and "Not relevant</button>" in c["html"]
+    assert any("<dt>Terms</dt>" in c["html"] for c in found)  # the theme's terms the article used
     chips = [c for c in found if c["theme"] == "chip_sanctions"]
     dates = [re.search(r"(\d{4}-\d\d-\d\d) ·", c["html"]).group(1) for c in chips]
     assert dates == sorted(dates, reverse=True)
@@ -285,6 +286,48 @@ def test_feeds_show_health_and_are_added_imported_and_exported(demo_copy, demo_r
     bad = w.client.post("/feeds/add", data={"csrf": token(page.text), "url": "http://127.0.0.1:9/nothing"})
     assert bad.status_code == 400 and "127.0.0.1:9" in bad.text
 
+
+def test_feeds_show_stale_and_dropping_feeds_and_a_site_url_finds_its_feed(demo_copy, demo_run, route_server):
+    from routes import Response, rss
+    cfg, db = demo_copy
+    lines = ["[fetch]", "allow_private_addresses = true"]
+    for f in demo_run["config"].feeds:
+        lines += ["[[feeds]]", f'url = "{f.url}"', f'name = "{f.name}"']
+    cfg.write_text(cfg.read_text() + "\n".join(lines) + "\n")
+    stale, dropping = (f.url for f in demo_run["config"].feeds[:2])
+    with Store.open(db) as store:  # one feed quiet for 60 days, another dropping entries
+        store.con.execute("UPDATE core.feeds SET last_new_at = now() - INTERVAL 60 DAY WHERE feed_url = ?", [stale])
+        store.con.execute("UPDATE core.feeds SET entries_dropped = 3, dropped_detail = '3 entries had no link' "
+                          "WHERE feed_url = ?", [dropping])
+    w = make_web(cfg)
+    page = w.client.get("/feeds")
+    rows = {m.group(1): m.group(2) for m in re.finditer(r'<div class="small muted url">([^<]+)</div></td>\s*'
+                                                        r'<td>(.*?)</td>', page.text, re.S)}
+    assert "stale: nothing new since" in rows[stale] and "3 entries dropped" in rows[dropping]
+    assert "3 entries had no link" in rows[dropping] and "1 stale, 1 dropping entries" in page.text
+    # a site's page, not a feed: the feed it links to is the one added
+    feed = route_server.add("/news/feed.xml", Response(200, rss([{"title": "One", "link": route_server.url("/a"),
+                                                                   "guid": "1"}], title="Site News"),
+                                                       {"Content-Type": "application/rss+xml"}))
+    route_server.add("/news/", Response(200, b'<!DOCTYPE html><html><head><title>Site</title><link rel="alternate" '
+                                             b'type="application/rss+xml" href="/news/feed.xml"></head><body>hi</body>'
+                                             b'</html>', {"Content-Type": "text/html; charset=utf-8"}))
+    r = w.client.post("/feeds/add", data={"csrf": token(page.text), "url": route_server.url("/news/")},
+                      follow_redirects=False)
+    assert r.status_code == 303
+    added = [f for f in load_config(cfg).feeds if f.url == feed]
+    assert added and added[0].name == "Site News"
+    assert route_server.url("/news/") not in [f.url for f in load_config(cfg).feeds]
+
+
+def test_a_config_broken_by_hand_gets_a_page_saying_so_and_the_app_recovers(web):
+    good = web.cfg.read_text()
+    assert web.client.get("/themes").status_code == 200
+    web.cfg.write_text(good + "[storage\n")  # a typo made in an editor while the app runs
+    r = web.client.get("/themes")
+    assert r.status_code == 400 and "That did not work" in r.text and str(web.cfg) in r.text
+    web.cfg.write_text(good)
+    assert web.client.get("/themes").status_code == 200
 
 def test_runs_show_counts_timings_and_failures_and_a_run_is_refused_while_one_writes(web, monkeypatch):
     page = web.client.get("/runs")
