@@ -180,6 +180,26 @@ def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path, demo_run):
     assert run_pipeline(config).stats.articles_new == 0
 
 
+def test_migrations_apply_in_order_on_a_new_database_and_fill_a_gap_in_an_old_one(tmp_path):
+    every = list_migrations()
+    versions = [v for v, _, _ in every]
+    assert versions == sorted(set(versions)) and {11, 12} <= set(versions)  # numbered apart, both kept
+    with Store.open(tmp_path / "new.duckdb") as store:
+        rows = store.query("SELECT version FROM core.migrations ORDER BY applied_at, version")[1]
+        assert [r[0] for r in rows] == versions
+        assert store.count("core.used_links") == 0 and store.count("core.meta") == 1
+    # a database made where 012 was already there but 011 not yet (main before the web app merged)
+    without = tmp_path / "without-011"
+    without.mkdir()
+    for version, name, sql in every:
+        if version != 11:
+            (without / name).write_text(sql)
+    db = tmp_path / "gap.duckdb"
+    Store.open(db, migrations=without).close()
+    with Store.open_for_reading(db) as store:  # a reader's open notices the gap and fills it
+        assert {r[0] for r in store.query("SELECT version FROM core.migrations")[1]} == set(versions)
+        assert store.count("core.used_links") == 0 and store.count("core.meta") == 1
+
 def test_edited_migration_is_refused(tmp_path):
     folder = tmp_path / "sql"
     folder.mkdir()
@@ -247,7 +267,7 @@ def test_export_parquet_partitioned_by_month(demo_copy, tmp_path, capsys):
 def test_prune_frees_space_and_keeps_what_was_seen(demo_copy, capsys):
     cfg, db = demo_copy
     size = db.stat().st_size
-    assert main(["prune", "--older-than", "0d", "--config", str(cfg)]) == 0
+    assert main(["prune", "--older-than", "0d", "--yes", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "40 articles" in out and "freed" in out
     assert db.stat().st_size < size
@@ -293,3 +313,44 @@ def test_serve_starts_a_local_server_and_shows_the_schedule(tmp_path):
     time.sleep(1)
     with socket.socket() as s:  # the local Prefect server was stopped with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_refuses_a_port_something_else_answers_on(tmp_path, route_server):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{tmp_path / "db.duckdb"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIWATCH_", "PREFECT_API"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    out = subprocess.run([sys.executable, "-m", "aiwatch", "serve", "--config", str(cfg),
+                          "--port", str(route_server.port)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and f"port {route_server.port} on 127.0.0.1 is already in use" in out.stderr
+    assert "Traceback" not in out.stderr and route_server.hits == {}  # never spoke to it as a Prefect API
+
+
+def test_a_notebooks_open_connection_is_named_when_it_keeps_a_run_out(tmp_path):
+    """README, "Reading while a run writes": a long-lived read-only connection in another process
+    keeps the writer out; the writer's message names that process and what to do, and a reader's
+    own duckdb.connect inside a write fails at once (it does not wait), as the README says."""
+    from aiwatch.errors import StoreBusy
+
+    db = tmp_path / "a.duckdb"
+    Store.open(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"con = duckdb.connect({str(db)!r}, read_only=True)\n"
+                               "print('open', flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreBusy) as caught:
+            Store.open(db, lock_timeout=1)
+        message = str(caught.value)
+        assert f"PID {holder.pid}" in message and "close it, or query a copy of the file" in message
+    finally:
+        holder.kill()
+        holder.wait()
+    writer = Store.open(db)
+    try:
+        reader = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}, read_only=True)"],
+                                capture_output=True, text=True, timeout=60)
+        assert reader.returncode != 0 and "Could not set lock" in reader.stderr
+    finally:
+        writer.close()

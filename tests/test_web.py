@@ -92,6 +92,7 @@ def test_today_lists_the_flagged_stories_by_theme_and_story_newest_first(web, de
     dates = [re.search(r"(\d{4}-\d\d-\d\d) ·", c["html"]).group(1) for c in chips]
     assert dates == sorted(dates, reverse=True)
     assert f"Data as of run {last.run_id}" in r.text
+    assert "<h2>Chip export controls <span" in r.text  # the theme's title (Theme.display_title)
     one = web.client.get("/?theme=llm_pricing")
     assert {c["theme"] for c in cards(one.text)} == {"llm_pricing"}
 
@@ -182,7 +183,7 @@ def test_search_finds_by_meaning_with_theme_date_and_outlet_filters(web):
     metas = re.findall(r'<p class="meta">([^·<]+) ·', outlet.text)
     assert metas and {m.strip() for m in metas} == {"Policy Circuit"}
     themed = web.client.get("/search", params={"q": "price cuts", "theme": "llm_pricing"})
-    assert "flagged for llm pricing" in themed.text
+    assert "flagged for AI model pricing" in themed.text
     nothing = web.client.get("/search", params={"q": "price cuts", "since": "2030-01-01"})
     assert "No article matches these filters." in nothing.text
 
@@ -236,6 +237,7 @@ def test_saving_a_theme_writes_the_config_with_comments_kept_and_rescores(demo_c
     assert text.startswith("# my own notes, kept\n") and "[[themes]]" in text
     config = load_config(cfg)
     assert config.theme("llm_pricing").threshold == 0.6 and len(config.themes) == 3
+    assert [t.title for t in config.themes] == [t.title for t in load_config(None).themes]  # titles kept
     assert w.state.jobs.wait(180) == 0, w.state.jobs.state().log_tail
     with Store.open_for_reading(db) as store:
         assert store.theme_scores("llm_pricing", config.theme("llm_pricing").version)
@@ -369,7 +371,7 @@ def test_a_signed_digest_link_applies_its_judgement_once(web):
     r = web.client.post("/judge", data=form, follow_redirects=False)
     assert r.status_code == 303
     shown = web.client.get(r.headers["location"])
-    assert "Recorded: you marked this not relevant for gov ai policy." in shown.text
+    assert "Recorded: you marked this not relevant for Government AI policy." in shown.text
     assert feedback_rows(web.db) == {(aid, "gov_ai_policy"): False} and flags(web.db, aid, "gov_ai_policy") == [False]
     with Store.open(web.db) as store:  # the reader changes their mind in the app...
         store.undo_feedback(aid, "gov_ai_policy")

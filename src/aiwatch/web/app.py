@@ -54,8 +54,14 @@ class WebContext:
         self.jobs = Jobs(config.path, config.database, job_command)
         self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.templates.filters.update(likelihood=likelihood, when=when, ago=ago,
-                                      theme_title=lambda n: n.replace("_", " "))
+        self.templates.filters.update(likelihood=likelihood, when=when, ago=ago, theme_title=self.theme_title)
+
+    def theme_title(self, name: str) -> str:
+        """How a theme is named on the pages: its configured title (``Theme.display_title``)."""
+        for theme in self._config.themes if self._config else ():
+            if theme.name == name:
+                return theme.display_title
+        return name.replace("_", " ").capitalize()
 
     @property
     def config_file(self) -> Path:

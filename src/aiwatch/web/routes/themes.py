@@ -31,8 +31,9 @@ MESSAGES = {
 }
 
 
-def _theme_from_form(name: str, form) -> Theme:
-    mapping: dict = {"name": name, "description": str(form.get("description", ""))}
+def _theme_from_form(name: str, form, title: str = "") -> Theme:
+    """The edited theme; its title (not edited here) is the configured one's."""
+    mapping: dict = {"name": name, "description": str(form.get("description", "")), "title": title}
     try:
         mapping["threshold"] = float(str(form.get("threshold", "")).strip())
     except ValueError:
@@ -140,10 +141,10 @@ def edit_theme(request: Request, name: str, done: str = ""):
 async def preview(request: Request, name: str):
     web = ctx(request)
     form = await checked_form(request)
-    web.config().theme(name)
+    title = web.config().theme(name).title
     edited = {k: str(form.get(k, "")) for k in ("description", "threshold", *LISTS)}
     try:
-        theme = _theme_from_form(name, form)
+        theme = _theme_from_form(name, form, title)
     except ConfigError as exc:
         return await run_in_threadpool(_preview_page, request, web, web.config().theme(name), 400, None, str(exc),
                                        edited)
@@ -155,10 +156,10 @@ async def save(request: Request, name: str):
     web = ctx(request)
     form = await checked_form(request)
     config = web.config()
-    config.theme(name)
+    title = config.theme(name).title
     edited = {k: str(form.get(k, "")) for k in ("description", "threshold", *LISTS)}
     try:
-        theme = _theme_from_form(name, form)
+        theme = _theme_from_form(name, form, title)
     except ConfigError as exc:
         return await run_in_threadpool(_preview_page, request, web, config.theme(name), 400, None, str(exc), edited)
     await run_in_threadpool(configfile.set_theme, web.config_file, config.themes, theme)
