@@ -18,7 +18,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ["HF_HUB_OFFLINE"] = "1"
-for key in [k for k in os.environ if k.startswith("AIWATCH_")]:
+for key in [k for k in os.environ if k.startswith("AIWATCH_") and k != "AIWATCH_UPDATE_DOCS_SCREENSHOT"]:
     del os.environ[key]
 
 import pytest  # noqa: E402

@@ -180,6 +180,26 @@ def test_upgrade_from_the_first_schema_keeps_every_row(tmp_path, demo_run):
     assert run_pipeline(config).stats.articles_new == 0
 
 
+def test_migrations_apply_in_order_on_a_new_database_and_fill_a_gap_in_an_old_one(tmp_path):
+    every = list_migrations()
+    versions = [v for v, _, _ in every]
+    assert versions == sorted(set(versions)) and {11, 12} <= set(versions)  # numbered apart, both kept
+    with Store.open(tmp_path / "new.duckdb") as store:
+        rows = store.query("SELECT version FROM core.migrations ORDER BY applied_at, version")[1]
+        assert [r[0] for r in rows] == versions
+        assert store.count("core.used_links") == 0 and store.count("core.meta") == 1
+    # a database made where 012 was already there but 011 not yet (main before the web app merged)
+    without = tmp_path / "without-011"
+    without.mkdir()
+    for version, name, sql in every:
+        if version != 11:
+            (without / name).write_text(sql)
+    db = tmp_path / "gap.duckdb"
+    Store.open(db, migrations=without).close()
+    with Store.open_for_reading(db) as store:  # a reader's open notices the gap and fills it
+        assert {r[0] for r in store.query("SELECT version FROM core.migrations")[1]} == set(versions)
+        assert store.count("core.used_links") == 0 and store.count("core.meta") == 1
+
 def test_edited_migration_is_refused(tmp_path):
     folder = tmp_path / "sql"
     folder.mkdir()

@@ -24,6 +24,7 @@ NOT_RUN_HERE = {
     "init": "writes a new aiwatch.toml: tests/test_cli.py",
     "run": "fetches the config's feeds through Prefect: tests/test_flow.py",
     "serve": "runs until stopped: tests/test_flow.py",
+    "web": "serves the app until stopped: tests/test_web.py and tests/test_web_browser.py",
     "digest --send": "needs SMTP and webhook receivers: tests/test_digest.py",
 }
 

@@ -67,6 +67,10 @@ def _contact(value: str) -> str | None:
     return None if re.match(r"^(https?://|mailto:)\S+$", value) else "must be an http(s):// or mailto: URL"
 
 
+def _env_name(value: str) -> str | None:
+    return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", value) else "must be the name of an environment variable"
+
+
 def _http_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+\S*$", value) else "must be an http:// or https:// URL"
 
@@ -221,10 +225,23 @@ class ScheduleSettings:
     timezone: str = _setting("UTC", "Time zone of schedule.cron.")
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    base_url: str = _setting("", "Address of `aiwatch web` as readers reach it (e.g. https://aiwatch.example.org); "
+                                 "when set, every story in the HTML digest and email carries signed relevant / not "
+                                 "relevant links to it. Empty: no links.", _http_url, optional=True)
+    password_env: str = _setting("", "Name of the environment variable holding the web app's password; needed to "
+                                     "serve on any address but 127.0.0.1 (put the app behind your own TLS proxy). "
+                                     "Empty: no login, loopback only.", _env_name, optional=True)
+    secret_file: str = _setting("aiwatch-web.secret", "File holding the key that signs the digest's links, "
+                                                      "sessions and form tokens; created with mode 0600 on first use "
+                                                      "(relative to the config file's folder).")
+
+
 SECTIONS: dict[str, type] = {
     "storage": StorageSettings, "fetch": FetchSettings, "health": HealthSettings, "extract": ExtractSettings,
     "embed": EmbedSettings, "stories": StoriesSettings, "digest": DigestSettings, "prefect": PrefectSettings,
-    "schedule": ScheduleSettings,
+    "schedule": ScheduleSettings, "web": WebSettings,
 }
 
 
@@ -301,6 +318,7 @@ class Config:
     digest: DigestSettings
     prefect: PrefectSettings
     schedule: ScheduleSettings
+    web: WebSettings
     feeds: tuple[FeedSpec, ...]
     themes: tuple[Theme, ...]
     path: Path | None = None  # the file read, if any
@@ -330,6 +348,10 @@ class Config:
     @property
     def digest_dir(self) -> Path:
         return self.resolve(self.digest.dir)
+
+    @property
+    def web_secret_file(self) -> Path:
+        return self.resolve(self.web.secret_file)
 
     def theme(self, name: str) -> Theme:
         """The theme called ``name``; a ConfigError listing the known ones otherwise."""

@@ -185,3 +185,50 @@ def set_theme_thresholds(path: Path | None, themes: tuple[Theme, ...], threshold
             table["threshold"] = thresholds[name]
     _write(path, doc)
     return path
+
+
+def set_theme(path: Path | None, themes_in_use: tuple[Theme, ...], theme: Theme) -> Path:
+    """Replace the ``[[themes]]`` table named like ``theme`` with its new definition (the web
+    app's theme editor), keeping the table's comment lines and everything else in the file."""
+    path = path or Path(DEFAULT_CONFIG_NAME)
+    doc = _read(path)
+    aot = _themes(doc, themes_in_use, "The themes in use, written out when a theme was edited.")
+    for table in aot:
+        if str(table.get("name")) == theme.name:
+            for key in ("description", "threshold", *_THEME_LISTS):
+                value = getattr(theme, key)
+                if isinstance(value, tuple):
+                    if value or key in table:
+                        table[key] = _string_array(value)
+                else:
+                    table[key] = value
+            break
+    else:
+        raise ConfigError("themes", f"no theme named {theme.name!r} in {path}")
+    _write(path, doc)
+    return path
+
+
+def demo_config(path: Path, database: Path, digest_dir: Path, feeds: Iterable[FeedSpec]) -> Path:
+    """Write the small aiwatch.toml `aiwatch demo` leaves in its folder, so `aiwatch web` (and
+    any other command) opens the demo's database: paths relative to the file, the demo feeds."""
+    doc = tomlkit.document()
+    for line in ("Written by `aiwatch demo`: its database, its digest folder and its feeds (served on",
+                 "127.0.0.1 while the demo runs). Open the app with `aiwatch web --config THIS_FILE`."):
+        doc.add(tomlkit.comment(line))
+    doc.add(tomlkit.nl())
+    folder = path.parent.resolve()
+
+    def relative(p: Path) -> str:
+        p = p.resolve()
+        return str(p.relative_to(folder)) if p == folder or folder in p.parents else str(p)
+
+    doc.add("storage", tomlkit.table().add("database", relative(database)))
+    doc.add("fetch", tomlkit.table().add("allow_private_addresses", True).add("host_delay", 0.0))
+    doc.add("digest", tomlkit.table().add("dir", relative(digest_dir) or "."))
+    aot = tomlkit.aot()
+    for feed in feeds:
+        aot.append(_feed_table(feed))
+    doc.append("feeds", aot)
+    _write(path, doc)
+    return path

@@ -8,6 +8,7 @@ write lock when it writes, and returns a record for the command line to print.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from .relevance.evaluate import ItemScorer, LabelledItem, load_labels
 from .relevance.protocols import calibrate
 from .relevance.propose import propose_theme
 from .relevance.scoring import ScoreResult, score_articles
-from .relevance.themes import Theme
+from .relevance.themes import Theme, theme_from_mapping
 from .store import Store, compact, open_store, write_lock
 from .text import content_hash
 
@@ -207,8 +208,17 @@ def add_theme(config: Config, name: str, *, from_file: str | None = None,
             title, text = _article_text(Fetched(from_file, from_file, 200, {}, raw), from_file)
         else:
             title, _, text = raw.decode("utf-8", errors="replace").strip().partition("\n")
+    return add_theme_from_text(config, name, title, text, from_file or from_url or "")
+
+
+def add_theme_from_text(config: Config, name: str, title: str, text: str, where: str) -> tuple[Theme, Path]:
+    """Propose a theme from an article's title and text (a stored article, in the web app) and
+    add it to the config file."""
+    if any(t.name == name for t in config.themes):
+        raise ConfigError("themes add", f"a theme named {name!r} exists already")
     theme = propose_theme(name, title, text or title)
-    note = (f"Proposed by `aiwatch themes add` from {from_file or from_url}:\n"
+    theme_from_mapping(json.loads(theme.to_json()), where=f"themes.{name}")  # a bad name is refused here
+    note = (f"Proposed by `aiwatch themes add` from {where}:\n"
             "edit the description, examples and terms, then calibrate the threshold.")
     return theme, configfile.add_theme(config.path, theme, config.themes, note)
 
@@ -231,21 +241,26 @@ def add_feed(config: Config, url: str, name: str | None = None) -> tuple[Discove
     return found, path, bool(added)
 
 
-def import_opml(config: Config, file: str) -> tuple[list[FeedSpec], list[FeedSpec], Path]:
-    """Add the feeds of an OPML file to the config file. Returns (feeds in the file, feeds added, file)."""
-    try:
-        data = Path(file).read_bytes()
-    except OSError as exc:
-        raise AiwatchError(f"{file}: cannot be read: {exc.strerror}") from None
+def import_opml(config: Config, file: str, data: bytes | None = None) -> tuple[list[FeedSpec], list[FeedSpec], Path]:
+    """Add the feeds of an OPML file (or of ``data``, an upload named ``file``) to the config
+    file. Returns (feeds in the file, feeds added, the config file)."""
+    if data is None:
+        try:
+            data = Path(file).read_bytes()
+        except OSError as exc:
+            raise AiwatchError(f"{file}: cannot be read: {exc.strerror}") from None
     feeds = parse_opml(data, file)
     path, added = configfile.add_feeds(config.path, feeds)
     return feeds, added, path
 
 
-def feed_rows(config: Config) -> list[dict]:
-    """Every configured feed with its health (``feed_health``), for `aiwatch feeds`."""
+def feed_rows(config: Config, store: Store | None = None) -> list[dict]:
+    """Every configured feed with its health (``feed_health``), for `aiwatch feeds` and the app
+    (which passes its own open ``store``)."""
     state: dict[str, dict] = {}
-    if config.database.exists():
+    if store is not None:
+        state = store.feed_health()
+    elif config.database.exists():
         with reading(config) as store:
             state = store.feed_health()
     out = []

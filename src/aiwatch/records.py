@@ -291,6 +291,38 @@ class SearchHit:
     outlet: str | None
     url: str
     passage: str
+    article_id: str = ""
+
+
+@dataclass(frozen=True)
+class ArticleCard:
+    """What a list shows of a stored article."""
+
+    article_id: str
+    title: str | None
+    url: str
+    outlet: str | None
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReviewMatch:
+    """A scored article shown for review in the web app: flagged, or judged by the user."""
+
+    article_id: str
+    theme: str
+    score: float
+    flagged: bool
+    title: str | None
+    url: str
+    outlet: str | None
+    published_at: datetime | None
+    fetched_at: datetime
+    passage: str | None
+    nearest_example: str | None
+    terms: tuple[str, ...]
+    judgement: bool | None = None  # the user's verdict, when there is one
+    judged_at: datetime | None = None
 
 
 # -- runs and reports --------------------------------------------------------------------
@@ -311,6 +343,21 @@ class RunStats:
     articles_scored: int = 0
     flagged: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)  # see runs.stage_seconds
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run as the web app lists it: the ``runs`` view's row and its failures."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    counts: dict[str, int | None]  # feeds_total, articles_new, flagged, ...
+    stage_seconds: dict[str, float]
+    error: str | None = None
+    peak_rss_mb: float | None = None
+    failures: tuple[Failure, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> int | None:
 
 
 # The commands, one module per group of them; importing them registers them on `cli`.
-from . import feeds, maintenance, reading, running, themes  # noqa: E402,F401
+from . import feeds, maintenance, reading, running, themes, web  # noqa: E402,F401
 
 # -- entry point ------------------------------------------------------------------------------
 

@@ -88,7 +88,27 @@ def demo(config_path: str | None, out: str, no_prefect: bool) -> int:
     click.echo("query it: python -c 'import duckdb; duckdb.connect(\"%s\", read_only=True)"
                ".sql(\"SELECT theme, score, title FROM matches ORDER BY theme, score DESC\").show()'"
                % settings["storage.database"])
+    click.echo(_demo_web_command(folder, Path(settings["storage.database"]), demo_feeds(server.base_url)))
     return EXIT_OK
+
+
+def _demo_web_command(folder: Path, database: Path, feeds: list[dict]) -> str:
+    """Leave an aiwatch.toml in the demo folder pointing at its database (unless one is there)
+    and say how to open the app on it."""
+    from ..config import FeedSpec, load_config
+    from ..configfile import demo_config
+    path = folder / DEFAULT_CONFIG_NAME
+    if not path.exists():
+        demo_config(path, database, folder, [FeedSpec(f["url"], f["name"]) for f in feeds])
+        return f"wrote {path} (the demo's database, digest folder and feeds)\nopen the app: aiwatch web --config {path}"
+    try:
+        same = load_config(path).database.resolve() == database.resolve()
+    except ConfigError:
+        same = False
+    if same:
+        return f"open the app: aiwatch web --config {path}"
+    return (f"{path} exists and names another database, so it was left as it is\n"
+            f"open the app: AIWATCH_STORAGE_DATABASE={database} aiwatch web --config {path}")
 
 
 def _demo_port(database: Path) -> int:

@@ -29,6 +29,7 @@ from ..records import FlaggedMatch, StoryMember
 from ..relevance.themes import Theme
 from ..store import Store
 from ..urls import safe_link
+from ..web.signing import judge_link, judge_url, load_secret
 
 PASSAGE_CHARS = 320
 KICKER_CHARS, KICKER_WORDS = 60, 6  # a section label before a repeated headline: "Trade & security"
@@ -55,6 +56,9 @@ class DigestItem:
     also: tuple[tuple[str, str], ...] = ()  # (outlet, url) of the other copies
     updated: bool = False  # listed before; back because it changed
     example: str = ""  # the theme's example sentence the story was nearest to, if any
+    article_id: str = ""  # the article shown (the story's best for the theme)
+    relevant_url: str = ""  # signed links that judge it in `aiwatch web` (when web.base_url is set)
+    not_relevant_url: str = ""
 
     @property
     def n_outlets(self) -> int:
@@ -182,8 +186,20 @@ def _candidates(store: Store, theme: Theme, since: datetime, run_id: str | None)
                 others[member.outlet] = safe_link(member.url) or ""
         items.append(DigestItem(sid, m.title or m.url, safe_link(m.url) or "", m.outlet or "", m.published_at, m.score,
                                 excerpt(m.passage or "", m.title or ""), distinct_terms(m.terms, rarity),
-                                tuple(others.items()), example=m.example if m.example in examples else ""))
+                                tuple(others.items()), example=m.example if m.example in examples else "",
+                                article_id=m.article_id))
     return items
+
+
+def _with_links(config: Config, theme: str, items: list[DigestItem], now: datetime) -> list[DigestItem]:
+    """The items with signed relevant / not relevant links to the web app, when it has an address."""
+    if not config.web.base_url or not items:
+        return items
+    key = load_secret(config.web_secret_file)
+    base = config.web.base_url
+    return [replace(i, relevant_url=judge_url(base, judge_link(key, i.article_id, theme, True, now)),
+                    not_relevant_url=judge_url(base, judge_link(key, i.article_id, theme, False, now)))
+            for i in items]
 
 
 def _rank(item: DigestItem) -> tuple:
@@ -214,7 +230,8 @@ def collect_digest(store: Store, config: Config, now: datetime, *, run_id: str |
                 item = replace(item, updated=True)
             fresh.append(item)
         fresh.sort(key=_rank, reverse=True)
-        sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(fresh[:budget]),
+        shown = _with_links(config, t.name, fresh[:budget], now)
+        sections.append(ThemeSection(t.name, t.description, t.threshold, tuple(shown),
                                      max(0, len(fresh) - budget), title=t.display_title))
     if run_id:
         stats = store.run_row(run_id) or {}

@@ -6,7 +6,8 @@ resumed after a crash leaves the same rows. The schema comes from the numbered f
 migration edited after it was applied is refused.
 
 :class:`Store` is one connection, its methods grouped by area: feeds, articles, vectors,
-scores (themes, judgements, stories), runs and reports (digests, deliveries, exports).
+scores (themes, judgements, stories), runs, reports (digests, deliveries, exports) and review
+(what the web app reads and writes).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from .base import StoreBase, bulk_insert, compact, list_migrations, migrations_d
 from .feeds import FeedsMixin
 from .lock import write_lock
 from .reports import ReportsMixin
+from .review import ReviewMixin
 from .runs import RunsMixin
 from .scores import ScoresMixin
 from .vectors import VectorsMixin
 
 
-class Store(FeedsMixin, ArticlesMixin, VectorsMixin, ScoresMixin, RunsMixin, ReportsMixin, StoreBase):
+class Store(FeedsMixin, ArticlesMixin, VectorsMixin, ScoresMixin, RunsMixin, ReportsMixin, ReviewMixin,
+            StoreBase):
     """A DuckDB database holding everything aiwatch knows. Use as a context manager."""
 
 

@@ -212,18 +212,20 @@ class StoreBase:
 def _pending_migrations(path: Path) -> bool:
     """Whether the database at ``path`` lacks migrations this aiwatch has (read-only check;
     False when a writer holds the file: the read-only open then waits and explains)."""
-    latest = max(v for v, _, _ in list_migrations())
+    known = {v for v, _, _ in list_migrations()}
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error:
         return False
     try:
-        row = con.execute("SELECT max(version) FROM core.migrations").fetchone()
+        applied = {r[0] for r in con.execute("SELECT version FROM core.migrations").fetchall()}
     except duckdb.Error:
         return True
     finally:
         con.close()
-    return (row[0] or 0) < latest
+    # any missing, not just newer ones: branches number their migrations apart, so a database
+    # can have 012 and lack 011 (made before 011 was merged)
+    return bool(known - applied)
 
 
 def compact(path: Path) -> int:

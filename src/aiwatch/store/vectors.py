@@ -91,7 +91,8 @@ class VectorsMixin:
                                [model, self._family(model) + "/%"]).fetchone()[0]
 
     def search(self, vector: np.ndarray, model: str, k: int = 10, theme: str | None = None,
-               since: datetime | None = None) -> list[SearchHit]:
+               since: datetime | None = None, until: datetime | None = None,
+               outlet: str | None = None) -> list[SearchHit]:
         """Articles whose best passage is most similar to ``vector`` (cosine, in DuckDB).
 
         The nearest passages are found first by one scan of the vectors (a top-N, no join),
@@ -106,6 +107,12 @@ class VectorsMixin:
         if since:
             where.append("coalesce(a.published_at, a.fetched_at) >= $since")
             params["since"] = since
+        if until:
+            where.append("coalesce(a.published_at, a.fetched_at) < $until")
+            params["until"] = until
+        if outlet:
+            where.append("a.outlet = $outlet")
+            params["outlet"] = outlet
         dim = len(vector)
         total = self.con.execute("SELECT count(*) FROM core.embeddings WHERE model = ?", [model]).fetchone()[0]
         pool = max(50 * k, 1000)
@@ -120,12 +127,12 @@ class VectorsMixin:
                     SELECT p.article_id, p.text, n.sim FROM near n JOIN core.passages p USING (text_hash))
                 SELECT round(max(s.sim)::DOUBLE, 4) AS score, a.title,
                        CAST(coalesce(a.published_at, a.fetched_at) AS DATE) AS date, a.outlet, a.url,
-                       arg_max(s.text, s.sim) AS passage
+                       arg_max(s.text, s.sim) AS passage, a.article_id
                 FROM sims s JOIN core.articles a USING (article_id)
                 WHERE {" AND ".join(where)}
                 GROUP BY a.article_id, a.title, a.published_at, a.fetched_at, a.outlet, a.url
                 ORDER BY score DESC, a.url LIMIT $k""", params).fetchall()
             if len(rows) >= k or pool >= total:
-                return [SearchHit(score=r[0], title=r[1], date=r[2], outlet=r[3], url=r[4], passage=r[5])
-                        for r in rows]
+                return [SearchHit(score=r[0], title=r[1], date=r[2], outlet=r[3], url=r[4], passage=r[5],
+                                  article_id=r[6]) for r in rows]
             pool *= 10
