@@ -48,6 +48,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -190,17 +191,23 @@ def write_config(work: Path, name: str, feeds: list[str], extra: str = "") -> Pa
 
 
 def aiwatch_run(config: Path, env: dict[str, str]) -> tuple[float, float, dict]:
-    """Run `aiwatch run --config` in a subprocess: (wall seconds, peak RSS MB, the runs row)."""
+    """Run `aiwatch run --config` in a subprocess: (wall seconds, peak RSS MB, the runs row).
+    Its stderr is kept beside the config (``<name>-<k>.err``): with PYTHONFAULTHANDLER=1 a native
+    crash leaves every thread's Python stack there."""
+    k = 1
+    while (err_path := config.with_name(f"{config.stem}-{k}.err")).exists():
+        k += 1
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "aiwatch", "run", "--config", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "aiwatch", "run", "--config", str(config)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0,):
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-5:]
-        raise SystemExit(f"e2e_bench: aiwatch run exited {proc.returncode}:\n" + "\n".join(tail))
+        tail = err_path.read_text("utf-8", "replace").strip().splitlines()[-5:]
+        raise SystemExit(f"e2e_bench: aiwatch run exited {proc.returncode} (stderr in {err_path}):\n"
+                         + "\n".join(tail))
     return wall, usage.ru_maxrss / 1024, last_run(config)
 
 
@@ -375,7 +382,10 @@ def prefect_server(work: Path):
     os.environ.update(env)
     from aiwatch.flow import prefect_api
     start = time.perf_counter()
-    with prefect_api(port=4271) as url:
+    with socket.socket() as s:  # a free port: other benchmarks may be serving Prefect beside this one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with prefect_api(port=port) as url:
         print(f"prefect: server at {url} healthy in {time.perf_counter() - start:.1f}s")
         yield dict(env, PREFECT_API_URL=url)
 
