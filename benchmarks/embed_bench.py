@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     for folder in (args.pages, args.labels):
         if not folder.is_dir():
-            print(f"embed_bench: {folder}: no such folder", file=sys.stderr)
+            print(f"embed_bench: {folder}: no such folder (benchmarks/README.md says where to get it)", file=sys.stderr)
             return 2
     cache = args.cache_dir or Path(tempfile.mkdtemp(prefix="aiwatch-bench-models-"))
     config = load_config(None)

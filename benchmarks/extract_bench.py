@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder.resolve()
     cases = sorted(p for p in folder.glob("*/source.html")) if folder.is_dir() else []
     if not cases:
-        print(f"extract_bench: no <case>/source.html pages under {folder}", file=sys.stderr)
+        print(f"extract_bench: no <case>/source.html pages under {folder} (benchmarks/README.md says where to get "
+              "them)", file=sys.stderr)
         return 2
 
     # Warm both systems up (imports, language model, lxml) so the first page is not an outlier.

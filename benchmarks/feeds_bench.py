@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     folder = Path(args.folder)
     listing = folder / "feeds.tsv"
     if not folder.is_dir():
-        print(f"feeds_bench: {folder} is not a folder (give the folder of feed files as the argument)",
+        print(f"feeds_bench: {folder} is not a folder (give the folder of feed files as the argument; "
+              "benchmarks/README.md says where to get them)",
               file=sys.stderr)
         return 2
     if listing.is_file():

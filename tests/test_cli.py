@@ -43,7 +43,8 @@ def test_every_command_and_action_takes_config():
 
 @pytest.mark.parametrize("toml, message", [
     ('[fetch]\ntimeout = "abc"\n', "config: fetch.timeout: expected a number, got 'abc'"),
-    ("[fetch]\ntimout = 5\n", "config: fetch.timout: unknown setting"),
+    ("[fetch]\ntimout = 5\n", "config: fetch.timout: unknown setting (did you mean fetch.timeout?)"),
+    ("[digest.emial]\nhost = 'x'\n", "config: digest.emial: unknown table (did you mean digest.email?)"),
     ("[storage]\ndatabase = 3\n", "config: storage.database: expected a non-empty string"),
     ('[[feeds]]\nurl = "ftp://x.example/feed"\n', "config: feeds[0].url: expected an http:// or https:// URL"),
     ('[[themes]]\nname = "t"\ndescription = "a theme to watch"\nthreshold = 2\n',
@@ -70,6 +71,42 @@ def test_env_overrides_a_setting():
     assert cfg.fetch.timeout == 7.5 and cfg.fetch.articles is False
 
 
+def test_a_misspelled_environment_variable_is_named_with_the_nearest_setting(tmp_path):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text("[digest.email]\npassword_env = \"AIWATCH_MY_SMTP_SECRET\"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIWATCH_")}
+    env.update(AIWATCH_FETCH_TIMOUT="5", AIWATCH_MY_SMTP_SECRET="s3cret")
+    out = subprocess.run([sys.executable, "-m", "aiwatch", "themes", "--config", str(cfg)], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert ("environment variable AIWATCH_FETCH_TIMOUT is not an aiwatch setting "
+            "(did you mean AIWATCH_FETCH_TIMEOUT?); ignored") in out.stderr
+    assert "AIWATCH_MY_SMTP_SECRET" not in out.stderr  # the variable a *_env setting names is no typo
+
+
+def test_unknown_run_or_theme_is_an_error_not_an_empty_report(demo_copy, tmp_path):
+    cfg, db = demo_copy
+    out = aiwatch("digest", "--config", str(cfg), "--run", "nosuchrun", "--out", str(tmp_path / "d"))
+    assert out.returncode == 2 and "no run 'nosuchrun'" in out.stderr and "(latest: " in out.stderr
+    assert not (tmp_path / "d").exists()  # no empty files written
+    out = aiwatch("search", "export controls", "--theme", "nosuch", "--config", str(cfg))
+    assert out.returncode == 2 and "no theme named 'nosuch'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_pruning_everything_asks_first(demo_copy):
+    cfg, db = demo_copy
+    out = aiwatch("prune", "--older-than", "0d", "--config", str(cfg))  # stdin is not a terminal: refused
+    assert out.returncode == 2 and "this would delete every stored article; add --yes" in out.stderr
+    from aiwatch.store import Store
+    with Store.open(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM articles")[1][0][0] > 0
+    out = aiwatch("prune", "--older-than", "0d", "--yes", "--config", str(cfg))
+    assert out.returncode == 0 and "pruned everything" in out.stdout
+    with Store.open(db, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM articles")[1][0][0] == 0
+
+
 def test_init_writes_a_template_equal_to_the_defaults(tmp_path):
     path = tmp_path / "aiwatch.toml"
     assert main(["init", "--config", str(path)]) == 0
@@ -85,7 +122,7 @@ def test_digest_rerenders_from_the_database(demo_run, tmp_path, capsys):
     first_run = demo_run["first"].stats.run_id
     assert main(["digest", "--config", str(cfg), "--run", first_run]) == 0
     md = (tmp_path / f"digest-{first_run}.md").read_text("utf-8")
-    assert "Also reported by" in md and "chip sanctions" in md
+    assert "Also reported by" in md and "## Chip export controls" in md
     assert main(["digest", "--config", str(cfg), "--since", "2000-01-01", "--out", str(tmp_path / "all")]) == 0
     assert any(p.suffix == ".html" for p in (tmp_path / "all").iterdir())
 

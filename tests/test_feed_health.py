@@ -12,7 +12,7 @@ from routes import Response, page, rss
 from aiwatch.cli import main
 from aiwatch.config import FeedSpec, load_config
 from aiwatch.report.digest import feed_health_report
-from aiwatch.errors import AiwatchError, BlockedURLError, FetchError
+from aiwatch.errors import AiwatchError, BlockedURLError, ConfigError, FetchError
 from aiwatch.http import HostGate, HttpClient
 from aiwatch.articles.stage import fetch_articles
 from aiwatch.ingest.robots import RobotsPolicy
@@ -221,9 +221,68 @@ def test_opml_round_trip_and_import(tmp_path, capsys):
     cfg.write_text("[fetch]\ntimeout = 10\n")
     assert main(["feeds", "import-opml", str(path), "--config", str(cfg)]) == 0
     got = load_config(cfg).feeds
-    assert got[-1] == FeedSpec("https://c.example/f", "C") and len(got) > 1
+    assert got[-1] == FeedSpec("https://c.example/f", "C", category="Tech") and len(got) > 1
     assert main(["feeds", "export-opml", "--config", str(cfg)]) == 0
     assert "https://c.example/f" in capsys.readouterr().out
+
+
+MINIFLUX_STYLE = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE opml>
+<opml version="2.0">
+  <head><title>Miniflux</title></head>
+  <body>
+    <outline text="AI &amp; chips">
+      <outline title="R&D Wire" text="R&D Wire" xmlUrl="https://rd.example/feed" htmlUrl="https://rd.example/"/>
+      <outline text="Policy">
+        <outline text="Gov Desk" xmlURL="https://gov.example/rss" HTMLURL="https://gov.example"/>
+      </outline>
+    </outline>
+    <outline text="Loose" xmlurl="https://loose.example/atom.xml" category="/Markets/Asia"/>
+    <outline text="Scraped page" type="HTML+XPath" xmlUrl="https://page.example/news"
+             xmlns:frss="https://freshrss.org/opml" frss:xPathItem="//article"/>
+  </body>
+</opml>"""
+
+
+def test_opml_categories_site_urls_and_what_other_readers_write(tmp_path, caplog):
+    """Folders and htmlUrl survive import and export; an unescaped '&' (Miniflux writes them), a
+    bare DOCTYPE and a miscapitalised xmlURL are read; FreshRSS's page scrapers are skipped."""
+    feeds = parse_opml(MINIFLUX_STYLE, "subs.opml")
+    assert feeds == [
+        FeedSpec("https://rd.example/feed", "R&D Wire", category="AI & chips", site_url="https://rd.example/"),
+        FeedSpec("https://gov.example/rss", "Gov Desk", category="AI & chips/Policy", site_url="https://gov.example"),
+        FeedSpec("https://loose.example/atom.xml", "Loose", category="Markets/Asia"),
+    ]
+    assert "skipped 1 outlines that scrape web pages" in caplog.text
+    again = parse_opml(render_opml(feeds).encode())
+    assert again == feeds
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text("[[feeds]]\nurl = \"https://first.example/feed\"\n")
+    path = tmp_path / "subs.opml"
+    path.write_bytes(MINIFLUX_STYLE)
+    assert main(["feeds", "import-opml", str(path), "--config", str(cfg)]) == 0
+    assert load_config(cfg).feeds[1:] == tuple(feeds)  # category and site_url written to the TOML
+
+
+def test_opml_without_feeds_says_what_it_held(tmp_path, capsys):
+    folders_only = b'<opml version="2.0"><body><outline text="A"><outline text="B" url="https://b.example/"/></outline></body></opml>'
+    with pytest.raises(AiwatchError, match=r"no feeds found \(2 outlines, none with an xmlUrl attribute\)"):
+        parse_opml(folders_only, "subs.opml")
+    path = tmp_path / "subs.opml"
+    path.write_bytes(folders_only)
+    assert main(["feeds", "import-opml", str(path), "--config", str(tmp_path / "aiwatch.toml")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no feeds found" in err and not (tmp_path / "aiwatch.toml").exists()
+
+
+def test_feed_category_and_site_url_are_checked_in_the_config(tmp_path):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text('[[feeds]]\nurl = "https://a.example/feed"\nsite_url = "javascript:alert(1)"\n')
+    with pytest.raises(ConfigError, match=r"feeds\[0\]\.site_url"):
+        load_config(cfg)
+    cfg.write_text('[[feeds]]\nurl = "https://a.example/feed"\ncategory = 3\n')
+    with pytest.raises(ConfigError, match=r"feeds\[0\]\.category"):
+        load_config(cfg)
 
 
 def test_opml_with_entities_is_refused():

@@ -45,7 +45,38 @@ def test_daily_flow_runs_end_to_end(prefect_harness, corpus_server, embedder, tm
         assert "| broken" not in artifacts[-1].data and "## Failures" in artifacts[-1].data
         runs = client.read_flow_runs()
         names = {client.read_flow(r.flow_id).name for r in runs}
+        daily_run = next(r for r in runs if client.read_flow(r.flow_id).name == "aiwatch-daily"
+                         and r.id == state.state_details.flow_run_id)
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[daily_run.id])))
     assert {"aiwatch-daily", "aiwatch-digest"} <= names  # the digest is a chained subflow
+    messages = [(log.name, log.level, log.message) for log in logs]
+    # aiwatch's own records, INFO included, are in the run's logs (a worker showed only warnings)
+    assert any(n.startswith("aiwatch") and lvl == 20 and m.startswith("feeds:") for n, lvl, m in messages), messages
+    assert any(n.startswith("aiwatch") and lvl == 30 and "malformed" in m for n, lvl, m in messages)
+
+
+def test_records_logged_on_worker_threads_reach_the_flow_run(prefect_harness):
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+    from contextvars import copy_context
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from aiwatch.flow import route_logs_to_prefect
+
+    @flow
+    def threads():
+        with route_logs_to_prefect(), ThreadPoolExecutor(2) as pool:  # as the stages submit their work
+            pool.submit(copy_context().run, logging.getLogger("aiwatch.ingest").info, "from a worker thread").result()
+
+    state = threads(return_state=True)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(
+            any_=[state.state_details.flow_run_id])))
+    assert any(log.message == "from a worker thread" for log in logs)
 
 
 def test_dask_runner_gives_the_same_results(prefect_harness, demo_run, tmp_path):

@@ -293,3 +293,44 @@ def test_serve_starts_a_local_server_and_shows_the_schedule(tmp_path):
     time.sleep(1)
     with socket.socket() as s:  # the local Prefect server was stopped with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_refuses_a_port_something_else_answers_on(tmp_path, route_server):
+    cfg = tmp_path / "aiwatch.toml"
+    cfg.write_text(f'[storage]\ndatabase = "{tmp_path / "db.duckdb"}"\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIWATCH_", "PREFECT_API"))}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    out = subprocess.run([sys.executable, "-m", "aiwatch", "serve", "--config", str(cfg),
+                          "--port", str(route_server.port)], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 1 and f"port {route_server.port} on 127.0.0.1 is already in use" in out.stderr
+    assert "Traceback" not in out.stderr and route_server.hits == {}  # never spoke to it as a Prefect API
+
+
+def test_a_notebooks_open_connection_is_named_when_it_keeps_a_run_out(tmp_path):
+    """README, "Reading while a run writes": a long-lived read-only connection in another process
+    keeps the writer out; the writer's message names that process and what to do, and a reader's
+    own duckdb.connect inside a write fails at once (it does not wait), as the README says."""
+    from aiwatch.errors import StoreBusy
+
+    db = tmp_path / "a.duckdb"
+    Store.open(db).close()
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               f"con = duckdb.connect({str(db)!r}, read_only=True)\n"
+                               "print('open', flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreBusy) as caught:
+            Store.open(db, lock_timeout=1)
+        message = str(caught.value)
+        assert f"PID {holder.pid}" in message and "close it, or query a copy of the file" in message
+    finally:
+        holder.kill()
+        holder.wait()
+    writer = Store.open(db)
+    try:
+        reader = subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(db)!r}, read_only=True)"],
+                                capture_output=True, text=True, timeout=60)
+        assert reader.returncode != 0 and "Could not set lock" in reader.stderr
+    finally:
+        writer.close()

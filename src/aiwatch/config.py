@@ -14,6 +14,8 @@ override single settings. Every value is validated at start, and a bad one raise
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import re
@@ -22,11 +24,13 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .relevance.themes import Theme, theme_from_mapping
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_NAME = "aiwatch.toml"
 Check = Callable[[Any], "str | None"]  # returns a problem, or None
@@ -61,6 +65,10 @@ def _formats(value: str) -> str | None:
 
 def _contact(value: str) -> str | None:
     return None if re.match(r"^(https?://|mailto:)\S+$", value) else "must be an http(s):// or mailto: URL"
+
+
+def _http_url(value: str) -> str | None:
+    return None if re.match(r"^https?://[^\s/]+\S*$", value) else "must be an http:// or https:// URL"
 
 
 def _one_of(*choices: str) -> Check:
@@ -167,11 +175,13 @@ class EmailSettings:
     starttls: bool = _setting(True, "Upgrade the connection with STARTTLS.")
     ssl: bool = _setting(False, "Connect with SSL from the start (port 465).")
     sender: str = _setting("aiwatch@localhost", "Sender address.", optional=True, name="from")
-    to: str = _setting("", "Recipients, comma-separated.", optional=True)
+    to: str = _setting("", "Recipients, comma-separated (or a TOML list of addresses).", optional=True)
     username_env: str = _setting("", "Name of the environment variable holding the SMTP user name (never the name "
                                      "itself).", optional=True)
     password_env: str = _setting("", "Name of the environment variable holding the SMTP password (never the "
                                      "password itself).", optional=True)
+    ca_file: str = _setting("", "PEM file of the certificate authority to trust for the SMTP server (a private CA); "
+                                "empty: the system's (relative paths are relative to the config file).", optional=True)
 
 
 @dataclass(frozen=True)
@@ -186,10 +196,13 @@ class DigestSettings:
     dir: str = _setting(".", "Folder the digest files are written to (relative to the config file).")
     max_per_theme: int = _setting(10, "Most stories listed per theme in one digest (the alert budget); the rest "
                                       "are counted, with the command that lists them.", _positive(10_000))
-    formats: str = _setting("md,html,json,atom", "Digest files to write, comma-separated: md, html, json, atom.",
-                            _formats)
+    formats: str = _setting("md,html,json,atom", "Digest files to write, comma-separated or a TOML list: md, html, "
+                                                 "json, atom.", _formats)
     window_days: int = _setting(7, "A digest offers stories first seen in the last window_days that no earlier "
                                    "digest sent (or that were materially updated since).", _positive(3650))
+    atom_url: str = _setting("", "The address the Atom feed (aiwatch.atom) is published at, for its self link; the "
+                                 "HTML digests written beside it become its alternate link. Empty: no self link.",
+                             _http_url, optional=True)
     email: EmailSettings = _table(EmailSettings)
     webhook: WebhookSettings = _table(WebhookSettings)
 
@@ -230,6 +243,11 @@ class Setting:
         return self.key.rsplit(".", 1)[0]
 
     @property
+    def env_name(self) -> str:
+        """The environment variable that overrides it: AIWATCH_FETCH_TIMEOUT for fetch.timeout."""
+        return "AIWATCH_" + self.key.replace(".", "_").upper()
+
+    @property
     def name(self) -> str:
         return self.key.rsplit(".", 1)[1]
 
@@ -247,6 +265,7 @@ def _walk(cls: type, key: str, attr: str) -> Iterator[Setting]:
 
 SETTINGS: tuple[Setting, ...] = tuple(s for name, cls in SECTIONS.items() for s in _walk(cls, name, name))
 SETTINGS_BY_KEY = {s.key: s for s in SETTINGS}
+LIST_VALUED = frozenset({"digest.email.to", "digest.formats"})  # comma-separated: a TOML list works too
 TABLES = tuple(dict.fromkeys(s.table for s in SETTINGS))
 
 
@@ -265,6 +284,8 @@ def _build(cls: type, prefix: str, values: Mapping[str, Any]) -> Any:
 class FeedSpec:
     url: str
     name: str | None = None
+    category: str | None = None  # a folder path, "Tech/AI" (OPML's nested outlines)
+    site_url: str | None = None  # the site's home page (OPML's htmlUrl)
 
 
 @dataclass(frozen=True)
@@ -348,7 +369,7 @@ class Config:
 def _coerce(key: str, value: Any) -> Any:
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
-        raise ConfigError(key, "unknown setting")
+        raise ConfigError(key, "unknown setting" + _did_you_mean(key, SETTINGS_BY_KEY))
     typ = setting.type
     if typ is bool:
         if isinstance(value, str):
@@ -377,6 +398,8 @@ def _coerce(key: str, value: Any) -> Any:
             raise ConfigError(key, f"expected a number, got {value!r}")
         value = float(value)
     elif typ is str:
+        if isinstance(value, list) and key in LIST_VALUED and all(isinstance(v, str) for v in value):
+            value = ", ".join(v.strip() for v in value if v.strip())  # a TOML list for a comma-separated value
         if not isinstance(value, str) or (not value.strip() and not setting.optional):
             raise ConfigError(key, f"expected a non-empty string, got {value!r}")
         if not value.strip():
@@ -410,9 +433,9 @@ def parse_feeds(items: Any) -> list[FeedSpec]:
         where = f"feeds[{i}]"
         if not isinstance(item, dict):
             raise ConfigError(where, "must be a table with url and name")
-        unknown = set(item) - {"url", "name"}
+        unknown = set(item) - {"url", "name", "category", "site_url"}
         if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key (known: url, name)")
+            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "unknown key (known: url, name, category, site_url)")
         url = item.get("url")
         if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url.strip()):
             raise ConfigError(f"{where}.url", f"expected an http:// or https:// URL, got {url!r}")
@@ -424,10 +447,17 @@ def parse_feeds(items: Any) -> list[FeedSpec]:
         name = item.get("name")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ConfigError(f"{where}.name", f"expected a non-empty string, got {name!r}")
+        category, site = item.get("category"), item.get("site_url")
+        if category is not None and (not isinstance(category, str) or not category.strip("/ ")):
+            raise ConfigError(f"{where}.category", f"expected a folder name such as \"Tech/AI\", got {category!r}")
+        if site is not None and (not isinstance(site, str) or not re.match(r"^https?://[^\s/]+", site.strip())):
+            raise ConfigError(f"{where}.site_url", f"expected an http:// or https:// URL, got {site!r}")
         if url in seen:
             raise ConfigError(f"{where}.url", f"{url} is listed twice")
         seen.add(url)
-        out.append(FeedSpec(url=url, name=name.strip() if name else None))
+        out.append(FeedSpec(url=url, name=name.strip() if name else None,
+                            category=category.strip("/ ") if category else None,
+                            site_url=site.strip() if site else None))
     return out
 
 
@@ -446,6 +476,30 @@ def _parse_themes(items: Any) -> list[Theme]:
     if not out:
         raise ConfigError("themes", "at least one theme is needed")
     return out
+
+
+def _did_you_mean(word: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+_warned_env: set[str] = set()
+OTHER_ENVIRONMENT = frozenset({
+    "AIWATCH_PROJECT_DIR",  # prefect.yaml: the folder a worker runs the flow in
+    "AIWATCH_UPDATE_DOCS_SCREENSHOT",  # tests: rewrite the README's screenshot
+})
+
+
+def _warn_unknown_environment(environ: Mapping[str, str], values: Mapping[str, Any]) -> None:
+    """An ``AIWATCH_*`` variable that names no setting is most likely a typo that would
+    otherwise be ignored in silence (the variables a ``*_env`` setting names are secrets, not typos)."""
+    secrets = {v for k, v in values.items() if k.endswith("_env") and isinstance(v, str)}
+    known = {s.env_name for s in SETTINGS} | OTHER_ENVIRONMENT
+    for name in sorted(environ):
+        if name.startswith("AIWATCH_") and name not in known and name not in secrets and name not in _warned_env:
+            _warned_env.add(name)
+            log.warning("environment variable %s is not an aiwatch setting%s; ignored",
+                        name, _did_you_mean(name, known))
 
 
 def find_config(path: str | os.PathLike | None) -> Path | None:
@@ -493,7 +547,7 @@ def _read_table(prefix: str, body: dict, values: dict) -> None:
         key = f"{prefix}.{name}"
         if isinstance(value, dict):
             if key not in TABLES:
-                raise ConfigError(key, "unknown table")
+                raise ConfigError(key, "unknown table" + _did_you_mean(key, TABLES))
             _read_table(key, value, values)
         else:
             values[key] = _coerce(key, value)
@@ -507,14 +561,15 @@ def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
         if section in ("feeds", "themes"):
             continue
         if section not in SECTIONS:
-            raise ConfigError(section, f"unknown section (known: {', '.join((*SECTIONS, 'feeds', 'themes'))})")
+            raise ConfigError(section, "unknown section" + (_did_you_mean(section, (*SECTIONS, "feeds", "themes"))
+                                                            or f" (known: {', '.join((*SECTIONS, 'feeds', 'themes'))})"))
         if not isinstance(body, dict):
             raise ConfigError(section, "must be a table ([section])")
         _read_table(section, body, values)
     for setting in SETTINGS:
-        env_name = "AIWATCH_" + setting.key.replace(".", "_").upper()
-        if env_name in environ:
-            values[setting.key] = _coerce(setting.key, environ[env_name])
+        if setting.env_name in environ:
+            values[setting.key] = _coerce(setting.key, environ[setting.env_name])
+    _warn_unknown_environment(environ, values)
     feeds = tuple(parse_feeds(doc["feeds"])) if "feeds" in doc else default_feeds()
     themes = tuple(_parse_themes(doc["themes"])) if "themes" in doc else default_themes()
     base_dir = path.resolve().parent if path is not None else Path.cwd()

@@ -35,6 +35,8 @@ def theme_table(theme: Theme, note: str | None = None) -> Table:
     for line in (note or "").splitlines():
         table.add(tomlkit.comment(line))
     table.add("name", theme.name)
+    if theme.title:
+        table.add("title", theme.title)
     table.add("description", theme.description)
     table.add("threshold", theme.threshold)
     for key in _THEME_LISTS:
@@ -47,6 +49,10 @@ def _feed_table(feed: FeedSpec) -> Table:
     table.add("url", feed.url)
     if feed.name:
         table.add("name", feed.name)
+    if feed.category:
+        table.add("category", feed.category)
+    if feed.site_url:
+        table.add("site_url", feed.site_url)
     return table
 
 

@@ -32,6 +32,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from .config import Config, build_config, load_config  # noqa: E402
 from .errors import AiwatchError, ConfigError, StoreError  # noqa: E402
 from .http import probe  # noqa: E402
+from .localserver import free_port  # noqa: E402
 from .pipeline import RunResult, run_digest, run_pipeline  # noqa: E402
 from .relevance.embedding import embed_passages  # noqa: E402
 from .store import Store  # noqa: E402
@@ -54,6 +55,35 @@ def retry_transient(task, task_run, state) -> bool:
     except BaseException:
         return False
     return False
+
+
+@contextmanager
+def route_logs_to_prefect() -> Iterator[None]:
+    """aiwatch's own records in the flow run's logs, INFO included, wherever the flow runs
+    (in-process, `aiwatch serve`'s subprocesses, a worker): Prefect gives the loggers named in
+    PREFECT_LOGGING_EXTRA_LOGGERS its API handler, but only when the variable was set before
+    Prefect started, and leaves their level at the root's WARNING. The handler is attached for
+    the flow's body only (outside a flow run it has no run to send to, and warns), and what it
+    queued is sent before the flow returns."""
+    from prefect.logging.handlers import APILogHandler
+
+    logger = logging.getLogger("aiwatch")
+    set_level = logger.level == logging.NOTSET
+    if set_level:
+        logger.setLevel(logging.INFO)
+    added = None
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        added = APILogHandler()
+        logger.addHandler(added)
+    try:
+        yield
+    finally:
+        if added is not None:
+            logger.removeHandler(added)
+            with suppress(Exception):  # best effort: a log the API did not take is not a failed run
+                added.flush()
+        if set_level:
+            logger.setLevel(logging.NOTSET)
 
 
 def _as_task(fn: Callable) -> Callable:
@@ -91,14 +121,15 @@ def run_summary_markdown(config: Config, result: RunResult) -> str:
 def digest(config_path: str | None = None, settings: dict[str, Any] | None = None,
            feeds: list[dict[str, str]] | None = None, run_id: str | None = None) -> list[str]:
     """The digest of ``run_id`` (default: the latest finished run); chained after ``daily``."""
-    config = build_config(config_path, settings, feeds)
-    if run_id is None:
-        from .report.digest import latest_run_id
-        with Store.open(config.database, read_only=True, lock_timeout=30) as store:
-            run_id = latest_run_id(store)
+    with route_logs_to_prefect():
+        config = build_config(config_path, settings, feeds)
         if run_id is None:
-            raise AiwatchError(f"{config.database}: no finished run to write a digest for")
-    return [str(p) for p in _as_task(run_digest)(config, run_id)]
+            from .report.digest import latest_run_id
+            with Store.open(config.database, read_only=True, lock_timeout=30) as store:
+                run_id = latest_run_id(store)
+            if run_id is None:
+                raise AiwatchError(f"{config.database}: no finished run to write a digest for")
+        return [str(p) for p in _as_task(run_digest)(config, run_id)]
 
 
 def _submitted(fn: Callable) -> Callable:
@@ -119,7 +150,8 @@ def _fan_out_tasks(fn: Callable, arglists: list[tuple]) -> Iterator:
 @flow(name="aiwatch-ingest", description="The ingest stages on a Dask task runner.")
 def ingest(config_path: str | None = None, settings: dict[str, Any] | None = None,
            feeds: list[dict[str, str]] | None = None) -> RunResult:
-    return run_pipeline(build_config(config_path, settings, feeds), stage=_submitted, with_digest=False)
+    with route_logs_to_prefect():
+        return run_pipeline(build_config(config_path, settings, feeds), stage=_submitted, with_digest=False)
 
 
 def _ingest_on_dask(config: Config):
@@ -141,16 +173,17 @@ def daily(config_path: str | None = None, settings: dict[str, Any] | None = None
     """The daily job. Parameters are JSON-able so a deployment can carry them: a config file,
     setting overrides ({"fetch.timeout": 5}) and an optional feed list replacing the config's.
     The digest is a chained subflow, so it shows as its own flow run."""
-    config = build_config(config_path, settings, feeds)
-    if config.prefect.task_runner == "dask":
-        result = _ingest_on_dask(config)(config_path, settings, feeds)
-    else:
-        result = run_pipeline(config, stage=_as_task, with_digest=False)
-    files = digest(config_path, settings, feeds, result.stats.run_id)
-    result = replace(result, digest_files=tuple(Path(f) for f in files))
-    create_markdown_artifact(key="aiwatch-run-summary", markdown=run_summary_markdown(config, result),
-                             description=f"aiwatch run {result.stats.run_id}")
-    return result
+    with route_logs_to_prefect():
+        config = build_config(config_path, settings, feeds)
+        if config.prefect.task_runner == "dask":
+            result = _ingest_on_dask(config)(config_path, settings, feeds)
+        else:
+            result = run_pipeline(config, stage=_as_task, with_digest=False)
+        files = digest(config_path, settings, feeds, result.stats.run_id)
+        result = replace(result, digest_files=tuple(Path(f) for f in files))
+        create_markdown_artifact(key="aiwatch-run-summary", markdown=run_summary_markdown(config, result),
+                                 description=f"aiwatch run {result.stats.run_id}")
+        return result
 
 
 @contextmanager
@@ -168,6 +201,9 @@ def prefect_api(port: int = 4200, timeout: float = 90.0) -> Iterator[str]:
         yield str(configured)
         return
     url = f"http://127.0.0.1:{port}/api"
+    if free_port(port) != port:  # something answers there already: never serve against it blindly
+        raise AiwatchError(f"port {port} on 127.0.0.1 is already in use; pass --port to start aiwatch's Prefect "
+                           f"server on another, or set PREFECT_API_URL to use a Prefect server you run")
     log.info("no PREFECT_API_URL configured: starting a local Prefect server at %s", url)
     proc = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -195,7 +231,8 @@ def prefect_api(port: int = 4200, timeout: float = 90.0) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise AiwatchError(f"prefect server did not become healthy within {timeout:g}s at {url}")
             time.sleep(0.5)
-        log.info("Prefect server ready; UI at http://127.0.0.1:%d", port)
+        log.info("Prefect server ready; UI at http://127.0.0.1:%d. From another shell, set "
+                 "PREFECT_API_URL=%s first (e.g. for `prefect deployment run 'aiwatch-daily/daily'`)", port, url)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:

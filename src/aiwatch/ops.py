@@ -133,6 +133,13 @@ def prune(config: Config, older_than: timedelta) -> tuple[datetime, dict[str, in
     return cutoff, counts, freed
 
 
+def compact_database(config: Config) -> int:
+    """Rewrite the database without its free space, in the file format DuckDB 1.1+ reads;
+    returns the bytes saved."""
+    with writing(config):
+        return compact(config.database)
+
+
 def record_feedback(config: Config, url: str, theme: str, relevant: bool) -> ArticleRef:
     """Record a judgement of the article stored under ``url``; it counts from the next scoring."""
     config.theme(theme)

@@ -334,6 +334,7 @@ class FlaggedMatch:
     score: float
     passage: str | None
     terms: tuple[str, ...]
+    example: str | None = None  # the theme's text the article's vector was nearest to
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,8 @@ class AtomEntry:
     passage: str | None
     flagged_at: datetime
     published_at: datetime | None
+    terms: tuple[str, ...] = ()
+    example: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager, nullcontext
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
@@ -109,7 +110,7 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
             robots = RobotsPolicy(client) if client is not None and config.fetch.robots else None
 
             def submit(batch: Sequence[FeedEntry]) -> list:
-                return [pool.submit(build_article, config, client, e, outlet_of(config, e, titles), now, robots,
+                return [pool.submit(copy_context().run, build_article, config, client, e, outlet_of(config, e, titles), now, robots,
                                     clock) for e in batch]
 
             order = interleave_hosts(entries)

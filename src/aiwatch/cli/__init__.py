@@ -38,12 +38,25 @@ class _OneLine(logging.Formatter):
         return f"aiwatch: {msg}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the stream current
+    when the first command ran (commands run in-process, by a notebook or a test, swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def _setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logger = logging.getLogger("aiwatch")
     logger.setLevel(level)
     if not any(getattr(h, "_aiwatch", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler._aiwatch = True  # type: ignore[attr-defined]
         handler.setFormatter(_OneLine())
         logger.addHandler(handler)

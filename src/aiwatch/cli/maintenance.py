@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import sys
+from datetime import datetime, timedelta, timezone
 
 import click
 
@@ -12,14 +13,33 @@ from . import (AGE, EXIT_OK, _command, _config, cli, shown)
 # -- maintenance --------------------------------------------------------------------------------
 
 @_command(cli, "prune", "Delete what was fetched before a given age, and compact the file.",
-          "aiwatch prune --older-than 365d")
+          """aiwatch prune --older-than 365d
+          aiwatch prune --older-than 0d --yes     # everything: asks first unless --yes""")
 @click.option("--older-than", type=AGE, required=True, help="e.g. 365d, 12w or 48h (days when no unit)")
-def prune(config_path, older_than) -> int:
+@click.option("--yes", is_flag=True, help="do not ask before deleting everything fetched in the last day too")
+def prune(config_path, older_than, yes) -> int:
     from ..ops import prune as prune_old
-    cutoff, counts, freed = prune_old(_config(config_path), older_than)
+    config = _config(config_path)
+    if older_than < timedelta(days=1) and not yes:
+        hours = older_than.total_seconds() / 3600
+        what = "every stored article" if not hours else f"every article fetched more than {hours:g} hours ago"
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"this would delete {what}; add --yes to do that")
+        click.confirm(f"This deletes {what} in {config.database}. Continue?", abort=True)
+    cutoff, counts, freed = prune_old(config, older_than)
     removed = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
     click.echo(f"pruned everything fetched before {cutoff:%Y-%m-%d %H:%M} UTC: {removed}; "
                f"freed {max(freed, 0) / 1e6:.1f} MB")
+    return EXIT_OK
+
+
+@_command(cli, "compact", "Rewrite the database file without its free space, in the format DuckDB 1.1 and later read "
+                          "(a file made by aiwatch before 0.2 is in DuckDB 2's own format until then).",
+          "aiwatch compact --config aiwatch.toml")
+def compact(config_path) -> int:
+    from ..ops import compact_database
+    freed = compact_database(_config(config_path))
+    click.echo(f"compacted: freed {max(freed, 0) / 1e6:.1f} MB")
     return EXIT_OK
 
 

@@ -104,6 +104,8 @@ def search(config_path, text, theme, k, since, fmt) -> int:
     from ..ops import reading
     from ..relevance.embed import embedder_for, model_id
     config = _config(config_path)
+    if theme:
+        config.theme(theme)  # an unknown theme is an error, as in `aiwatch digest`
     with reading(config) as store:
         store.check_model(model_id(config.embed.backend))
         embedder = embedder_for(config)

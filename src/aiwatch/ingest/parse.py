@@ -265,7 +265,7 @@ def _parse_xml(fetched: Fetched, body: bytes, max_entries: int) -> ParsedFeed:
         crash = f"{type(exc).__name__}: {exc}"
     bozo = bool(doc.get("bozo"))
     reason = doc.get("bozo_exception")
-    reason_text = f"{type(reason).__name__}: {reason}" if reason is not None else "not a feed"
+    reason_text = xml_problem(reason) if reason is not None else "not a feed"
     version = doc.get("version") or ""
     parsed = doc.get("entries", []) or []
     root = read_tree(prepared.data, fetched.url)
@@ -291,7 +291,7 @@ def _parse_xml(fetched: Fetched, body: bytes, max_entries: int) -> ParsedFeed:
             raise FeedError(fetched.requested_url,
                             f"not a feed: an HTML page (content-type {fetched.content_type or 'unknown'!r})")
         if bozo:
-            raise FeedError(fetched.requested_url, f"malformed feed ({reason_text}), no entries found")
+            raise FeedError(fetched.requested_url, f"malformed feed: {reason_text}; no entries could be read")
         if not version:
             raise FeedError(fetched.requested_url, f"not a feed (root element <{prepared.root}>, "
                                                    f"content-type {fetched.content_type or 'unknown'!r})")
@@ -306,6 +306,19 @@ def _parse_xml(fetched: Fetched, body: bytes, max_entries: int) -> ParsedFeed:
     return ParsedFeed(url=fetched.requested_url, title=cut_at_word(title, MAX_TITLE_CHARS) if title else None,
                       entries=mark_shared_links(entries), warning="; ".join(problems) or None, dropped=dropped)
 
+
+
+def xml_problem(exc: BaseException) -> str:
+    """A parser's complaint in words: "broken XML at line 12, column 2: mismatched tag" rather
+    than "SAXParseException: <unknown>:12:2: mismatched tag"."""
+    line = getattr(exc, "getLineNumber", None)
+    if callable(line):
+        try:
+            return f"broken XML at line {exc.getLineNumber()}, column {exc.getColumnNumber()}: {exc.getMessage()}"
+        except Exception:  # a SAX exception without a locator
+            pass
+    text = " ".join(str(exc).split())
+    return text if text else type(exc).__name__
 
 def parse_feed(fetched: Fetched, *, max_entries: int = MAX_ENTRIES) -> ParsedFeed:
     """Parse one fetched feed document (RSS, Atom, RDF or JSON Feed).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -116,7 +117,9 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
     fetched: list[FeedOutcome] = []
     with HttpClient.from_config(config) as client, track("feeds", len(due)) as bar, \
             ThreadPoolExecutor(max_workers=min(config.fetch.concurrency, max(1, len(due)))) as pool:
-        for fut in [pool.submit(fetch_one_feed, client, u, states.get(u), config.fetch.max_feed_entries)
+        # each thread runs in a copy of the caller's context, so the flow's logging context (and its
+        # run logs) follow the work into the pool
+        for fut in [pool.submit(copy_context().run, fetch_one_feed, client, u, states.get(u), config.fetch.max_feed_entries)
                     for u in due]:
             fetched.append(fut.result())
             bar.advance()

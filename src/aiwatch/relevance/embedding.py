@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import threading
+from contextvars import copy_context
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Callable, Iterator
@@ -84,7 +85,8 @@ class EmbedBehind:
         torch = config.embed.backend == "torch"  # torch runs one call at a time: one worker, its own threads
         self._model_threads = None if torch else 1
         count = 1 if torch else (workers or config.embed.threads or os.cpu_count() or 1)
-        self._threads = [threading.Thread(target=self._work, name=f"aiwatch-embed-{i}", daemon=True)
+        self._threads = [threading.Thread(target=copy_context().run, args=(self._work,), name=f"aiwatch-embed-{i}",
+                                          daemon=True)
                          for i in range(count)]
         for t in self._threads:
             t.start()

@@ -78,6 +78,7 @@ def definition_key(theme: Theme) -> str:
     threshold edit keeps the model; a new description or new examples do not)."""
     d = json.loads(theme.to_json())
     d.pop("threshold", None)
+    d.pop("title", None)  # a name for people: never changes what the model scores
     return hashlib.sha256(json.dumps(d, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
 
 

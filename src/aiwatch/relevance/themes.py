@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 
-THEME_KEYS = ("name", "description", "threshold", "positive_examples", "negative_examples", "must_have",
+THEME_KEYS = ("name", "title", "description", "threshold", "positive_examples", "negative_examples", "must_have",
               "must_also_have", "must_not", "key_terms")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SCORER_VERSION = 2  # 2: learned models and probabilities (aiwatch.relevance.model); 1: prototype scores
@@ -28,6 +28,12 @@ class Theme:
     must_also_have: tuple[str, ...] = ()  # a second group: one of these must appear too
     must_not: tuple[str, ...] = ()  # any of these appearing halves the score
     key_terms: tuple[str, ...] = ()  # action words of the theme, in any language (lexical evidence)
+    title: str = ""  # how digests and the web app name the theme; never part of its version
+
+    @property
+    def display_title(self) -> str:
+        """The theme's title, else its name in words ("chip_sanctions" -> "Chip sanctions")."""
+        return self.title or self.name.replace("_", " ").capitalize()
 
     @property
     def version(self) -> str:
@@ -51,7 +57,8 @@ class Theme:
 
     def to_json(self) -> str:
         return json.dumps({
-            "name": self.name, "description": self.description, "threshold": self.threshold,
+            "name": self.name, **({"title": self.title} if self.title else {}),
+            "description": self.description, "threshold": self.threshold,
             "positive_examples": list(self.positive_examples),
             "negative_examples": list(self.negative_examples),
             "must_have": list(self.must_have), "must_also_have": list(self.must_also_have),
@@ -76,6 +83,9 @@ def theme_from_mapping(item: Mapping[str, Any], *, where: str = "themes") -> The
     description = item.get("description")
     if not isinstance(description, str) or len(description.strip()) < 10:
         raise ConfigError(f"{where}.description", "expected a sentence or more describing the theme")
+    title = item.get("title", "")
+    if not isinstance(title, str) or len(title) > 80 or (title and not title.strip()):
+        raise ConfigError(f"{where}.title", f"expected a short text (at most 80 characters), got {title!r}")
     if "threshold" not in item:
         raise ConfigError(f"{where}.threshold", "missing (a score from 0 to 1 at which articles are flagged)")
     threshold = item["threshold"]
@@ -83,6 +93,7 @@ def theme_from_mapping(item: Mapping[str, Any], *, where: str = "themes") -> The
         raise ConfigError(f"{where}.threshold", f"expected a number from 0 to 1, got {threshold!r}")
     return Theme(
         name=name,
+        title=" ".join(title.split()),
         description=" ".join(description.split()),
         threshold=float(threshold),
         positive_examples=_string_list(item, "positive_examples", where),

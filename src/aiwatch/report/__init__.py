@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..clock import utcnow
 from ..config import Config
+from ..errors import ConfigError
 from ..store import open_store
 from .delivery import deliver, retry_failed
 from .digest import DigestData, collect_digest, record_digest, write_digest_files
@@ -33,6 +34,10 @@ def write_digest(config: Config, run_id: str | None = None, now: datetime | None
     """
     now = now or utcnow()
     with open_store(config) as store:
+        if run_id and store.run_row(run_id) is None:
+            latest = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 3")[1]]
+            raise ConfigError("--run", f"no run {run_id!r} in {config.database}"
+                                       + (f" (latest: {', '.join(latest)})" if latest else " (it has no runs yet)"))
         data = collect_digest(store, config, now, run_id=run_id, since=since, theme=theme, only_new=only_new)
         files = write_digest_files(data, folder or config.digest_dir, formats or config.digest.formats, store, config)
         if only_new or send:

@@ -14,7 +14,7 @@ import smtplib
 import ssl
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,6 +43,9 @@ def build_email(config: Config, subject: str, text: str, html: str, chart: bytes
     msg["Subject"] = _one_line(subject)[:200]  # no newline can reach a header
     msg["From"] = config.digest.email.sender
     msg["To"] = ", ".join(a.strip() for a in config.digest.email.to.split(",") if a.strip())
+    msg["Date"] = formatdate(localtime=False, usegmt=True)  # RFC 5322 requires it; spam filters check it
+    domain = config.digest.email.sender.rpartition("@")[2] or "aiwatch.local"
+    msg["Message-ID"] = make_msgid(idstring="aiwatch", domain=_one_line(domain))
     msg.set_content(text)
     if chart:
         cid = make_msgid(domain="aiwatch.local")
@@ -63,14 +66,16 @@ def send_email(config: Config, msg: EmailMessage) -> None:
         raise DeliveryError(f"environment variable {user_env} (digest.email.username_env) is not set")
     if pass_env and password is None:
         raise DeliveryError(f"environment variable {pass_env} (digest.email.password_env) is not set")
+    ca_file = config.resolve(config.digest.email.ca_file) if config.digest.email.ca_file else None
     try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         if config.digest.email.ssl:
-            smtp = smtplib.SMTP_SSL(host, port, timeout=30, context=ssl.create_default_context())
+            smtp = smtplib.SMTP_SSL(host, port, timeout=30, context=context)
         else:
             smtp = smtplib.SMTP(host, port, timeout=30)
         with smtp:
             if config.digest.email.starttls and not config.digest.email.ssl:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=context)
             if user is not None:
                 smtp.login(user, password or "")
             smtp.send_message(msg)
@@ -106,7 +111,7 @@ def webhook_payload(config: Config, data: DigestData) -> dict:
         return json.loads(render_json(data))
     lines: list[str] = []
     for t in data.themes:
-        lines.append(f"*{_slack_text(t.name.replace('_', ' '))}*")
+        lines.append(f"*{_slack_text(t.title or t.name.replace('_', ' '))}*")
         for i in t.items:
             also = f" (+{len(i.also)} outlets)" if i.also else ""
             mark = " _updated_" if i.updated else ""

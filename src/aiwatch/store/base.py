@@ -65,6 +65,10 @@ def bulk_insert(con: duckdb.DuckDBPyConnection, sql: str, rows: Sequence[Sequenc
     con.execute(sql.format(rows=select), [list(col) for col in zip(*rows)])
 
 
+# The file format: what DuckDB 1.1 and later (the CLIs and libraries users open it with) read.
+# DuckDB 2 writes its own, newer format unless told otherwise, which no 1.x release can open.
+STORAGE_VERSION = "v1.1.0"
+
 # A user's own SQL (`aiwatch query`) reads the database and nothing else: no files read or
 # written (COPY ... TO, read_csv, EXPORT, ATTACH), no extensions installed or loaded, and the
 # settings cannot be turned back on from SQL.
@@ -76,16 +80,20 @@ def _connect(path: Path, read_only: bool, lock_timeout: float, sandbox: bool = F
     deadline = time.monotonic() + lock_timeout
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only, config=SANDBOX if sandbox else {})
+            config = SANDBOX if sandbox else {} if read_only else {"storage_compatibility_version": STORAGE_VERSION}
+            return duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"{path}: cannot open database: {exc}") from None
             if time.monotonic() < deadline:
                 time.sleep(0.5)
                 continue
-            raise StoreBusy(f"{path}: the database is in use by another process "
-                            f"(waited {lock_timeout:g}s; a run writes only between its stages' "
-                            "short transactions, so retry in a moment)") from None
+            m = re.search(r"held in (\S+) \(PID (\d+)\)", str(exc))
+            holder = f"{Path(m.group(1)).name}, PID {m.group(2)}" if m else "another process"
+            raise StoreBusy(f"{path}: the database is in use by {holder} (waited {lock_timeout:g}s). "
+                            + ("A run writes only between short transactions: retry in a moment"
+                               if read_only else "A connection left open (a notebook, a duckdb shell) keeps "
+                               "runs out: close it, or query a copy of the file")) from None
         except duckdb.Error as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from None
 
@@ -220,15 +228,17 @@ def _pending_migrations(path: Path) -> bool:
 
 def compact(path: Path) -> int:
     """Rewrite the database file without its free space (DuckDB does not shrink files on
-    DELETE). Returns the bytes saved. Call with the run lock held and no connection open."""
+    DELETE), in the STORAGE_VERSION format (a file written by an older aiwatch on DuckDB 2's own
+    format becomes readable by DuckDB 1.x). Returns the bytes saved. Call with the run lock
+    held and no connection open."""
     path = Path(path)
     before = path.stat().st_size
     tmp = path.with_name(path.name + ".compact")
     tmp.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"storage_compatibility_version": STORAGE_VERSION})
     try:
         name = con.execute("SELECT current_database()").fetchone()[0]
-        con.execute(f"ATTACH '{sql_literal(tmp)}' AS compacted")
+        con.execute(f"ATTACH '{sql_literal(tmp)}' AS compacted (STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f'COPY FROM DATABASE "{name}" TO compacted')
         con.execute("DETACH compacted")
     except duckdb.Error as exc:

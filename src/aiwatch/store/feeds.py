@@ -94,13 +94,15 @@ class FeedsMixin:
         cols = [d[0] for d in cur.description]
         return {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
 
-    def feed_health_rows(self, urls: Sequence[str]) -> list[FeedHealthRow]:
-        """What the digest's feed-health section needs of the configured feeds."""
+    def feed_health_rows(self, urls: Sequence[str], attempted_since: datetime | None = None) -> list[FeedHealthRow]:
+        """What the digest's feed-health section needs of the given feeds and of every feed a
+        run tried since ``attempted_since`` (a run's feeds may have come from its parameters)."""
         rows = self.con.execute("""
             SELECT feed_url, name, last_status, consecutive_failures, last_error, last_new_at, first_seen_at,
                    recovered_at, next_fetch_at, entries_dropped, dropped_detail
-            FROM core.feeds WHERE feed_url IN (SELECT unnest(?::VARCHAR[])) ORDER BY feed_url""",
-                                [list(urls)]).fetchall()
+            FROM core.feeds
+            WHERE feed_url IN (SELECT unnest(?::VARCHAR[])) OR (?::TIMESTAMPTZ IS NOT NULL AND last_attempt_at >= ?)
+            ORDER BY feed_url""", [list(urls), attempted_since, attempted_since]).fetchall()
         return [FeedHealthRow(feed_url=r[0], name=r[1], last_status=r[2], consecutive_failures=r[3] or 0,
                               last_error=r[4], last_new_at=r[5], first_seen_at=r[6], recovered_at=r[7],
                               next_fetch_at=r[8], entries_dropped=r[9] or 0, dropped_detail=r[10])

@@ -17,12 +17,30 @@ class ReportsMixin:
         flagged by ``run_id``, when given)."""
         run_filter = " AND m.run_id = ?" if run_id else ""
         rows = self.con.execute(f"""
-            SELECT m.article_id, m.title, m.url, m.outlet, m.published_at, m.score, m.passage, m.matched_terms
+            SELECT m.article_id, m.title, m.url, m.outlet, m.published_at, m.score, m.passage, m.matched_terms,
+                   m.nearest_example
             FROM matches m JOIN core.articles a USING (article_id)
             WHERE m.theme = ? AND m.theme_version = ? AND a.fetched_at >= ?{run_filter}""",
                                 [theme, version, since] + ([run_id] if run_id else [])).fetchall()
         return [FlaggedMatch(article_id=r[0], title=r[1], url=r[2], outlet=r[3], published_at=r[4],
-                             score=float(r[5]), passage=r[6], terms=tuple(r[7] or ())) for r in rows]
+                             score=float(r[5]), passage=r[6], terms=tuple(r[7] or ()), example=r[8]) for r in rows]
+
+    def term_rarity(self, theme: str, version: str) -> dict[str, float]:
+        """The share of the articles scored for a theme version in which each of its terms was
+        found: "AI" in most of them says little, "entity list" in a few says a lot."""
+        total = self.con.execute("SELECT count(*) FROM core.scores WHERE theme = ? AND theme_version = ?",
+                                 [theme, version]).fetchone()[0]
+        if not total:
+            return {}
+        return {t: n / total for t, n in self.con.execute("""
+            SELECT u.term, count(*) FROM core.scores s, unnest(s.matched_terms) AS u(term)
+            WHERE s.theme = ? AND s.theme_version = ? GROUP BY u.term""", [theme, version]).fetchall()}
+
+    def install_id(self) -> str:
+        """This database's identity, made once (the Atom feed's id)."""
+        row = self.con.execute("SELECT value FROM core.meta WHERE key = 'install_id'").fetchone()
+        return row[0] if row else ""
+
 
     def stories_of(self, article_ids: Sequence[str]) -> dict[str, str]:
         """The story each of ``article_ids`` belongs to (articles in none are left out)."""
@@ -82,11 +100,12 @@ class ReportsMixin:
     def atom_entries(self, since: datetime, limit: int) -> list[AtomEntry]:
         """The articles flagged since ``since``, newest first."""
         rows = self.con.execute("""
-            SELECT m.article_id, m.theme, m.title, m.url, m.outlet, m.score, m.passage, m.flagged_at, m.published_at
+            SELECT m.article_id, m.theme, m.title, m.url, m.outlet, m.score, m.passage, m.flagged_at, m.published_at,
+                   m.matched_terms, m.nearest_example
             FROM matches m JOIN core.articles a USING (article_id)
             WHERE m.flagged_at >= ? ORDER BY m.flagged_at DESC, m.score DESC LIMIT ?""", [since, limit]).fetchall()
         return [AtomEntry(article_id=r[0], theme=r[1], title=r[2], url=r[3], outlet=r[4], score=r[5], passage=r[6],
-                          flagged_at=r[7], published_at=r[8]) for r in rows]
+                          flagged_at=r[7], published_at=r[8], terms=tuple(r[9] or ()), example=r[10]) for r in rows]
 
     def record_delivery(self, digest_id: str, channel: str, status: str, now: datetime, error: str | None) -> None:
         with self.transaction() as con:
