@@ -247,7 +247,7 @@ def test_export_parquet_partitioned_by_month(demo_copy, tmp_path, capsys):
 def test_prune_frees_space_and_keeps_what_was_seen(demo_copy, capsys):
     cfg, db = demo_copy
     size = db.stat().st_size
-    assert main(["prune", "--older-than", "0d", "--config", str(cfg)]) == 0
+    assert main(["prune", "--older-than", "0d", "--yes", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     assert "40 articles" in out and "freed" in out
     assert db.stat().st_size < size

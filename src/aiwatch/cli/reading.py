@@ -121,7 +121,8 @@ def search(config_path, text, theme, k, since, fmt) -> int:
     return EXIT_OK
 
 
-@_command(cli, "export", "Export the public views to Parquet, partitioned by month.",
+@_command(cli, "export", "Export the public views, the digests and the passages with their vectors to Parquet "
+          "(articles and matches in year/month folders).",
           "aiwatch export --parquet export/   # then e.g. polars.read_parquet('export/articles/**/*.parquet')")
 @click.option("--parquet", metavar="DIR", required=True, help="folder to write to")
 def export(config_path, parquet) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import click
@@ -74,12 +75,12 @@ DEMO_PORT = 47239  # the demo serves its corpus here when free, so a second demo
 @click.option("--out", metavar="DIR", default=".", help="folder for aiwatch.duckdb and the digest (default .)")
 @click.option("--no-prefect", is_flag=True, help="run the stages without Prefect's embedded API")
 def demo(config_path: str | None, out: str, no_prefect: bool) -> int:
-    from ..demo import CorpusServer, demo_feeds, demo_settings, free_port
+    from ..demo import CorpusServer, demo_feeds, demo_settings
     folder = Path(out).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     settings = demo_settings(folder)
     _config(config_path).replace(**settings).check_writable()  # validate before starting anything
-    with CorpusServer(port=free_port(DEMO_PORT)) as server:
+    with CorpusServer(port=_demo_port(Path(settings["storage.database"]))) as server:
         log.info("serving the demo corpus at %s", server.base_url)
         result = _run(config_path, not no_prefect, settings, demo_feeds(server.base_url))
     _print_result(result)
@@ -88,6 +89,28 @@ def demo(config_path: str | None, out: str, no_prefect: bool) -> int:
                ".sql(\"SELECT theme, score, title FROM matches ORDER BY theme, score DESC\").show()'"
                % settings["storage.database"])
     return EXIT_OK
+
+
+def _demo_port(database: Path) -> int:
+    """The port to serve the corpus on. Its URLs include the port, so a demo database made
+    before is served on the port it was made with: on another one, every article would be new
+    under its new URL and stored again as a copy."""
+    from ..demo import free_port
+    port = DEMO_PORT
+    if database.exists():
+        from ..store import Store
+        with Store.open(database, read_only=True, lock_timeout=10) as store:
+            urls = list(store.feed_titles())
+        ports = {m.group(1) for m in map(re.compile(r"^http://127\.0\.0\.1:(\d+)/").match, urls) if m}
+        if len(ports) == 1:
+            port = int(ports.pop())
+    if free_port(port) == port:
+        return port
+    if database.exists():
+        raise click.UsageError(f"port {port} on 127.0.0.1, where {database} was made, is in use (another "
+                               "aiwatch demo?); the demo's URLs include the port, so stop what holds it, "
+                               "or use a new --out folder")
+    return 0
 
 
 @_command(cli, "serve", "Serve the daily flow as a Prefect deployment on the config's cron schedule.",

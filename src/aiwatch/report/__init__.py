@@ -35,7 +35,7 @@ def write_digest(config: Config, run_id: str | None = None, now: datetime | None
     now = now or utcnow()
     with open_store(config) as store:
         if run_id and store.run_row(run_id) is None:
-            latest = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 3")[1]]
+            latest = store.recent_run_ids(3)
             raise ConfigError("--run", f"no run {run_id!r} in {config.database}"
                                        + (f" (latest: {', '.join(latest)})" if latest else " (it has no runs yet)"))
         data = collect_digest(store, config, now, run_id=run_id, since=since, theme=theme, only_new=only_new)

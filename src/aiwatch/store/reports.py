@@ -123,7 +123,10 @@ class ReportsMixin:
         return [PendingDelivery(digest_id=r[0], channel=r[1], files=tuple(r[2] or ())) for r in rows]
 
     def export_parquet(self, folder: Path) -> list[Path]:
-        """Write the public views to Parquet; articles and matches partitioned by year and month."""
+        """Write the public views to Parquet: ``articles`` partitioned by the year and month
+        they were fetched, ``matches`` by the year and month they were flagged (hive folders,
+        ``year=2026/month=11``); the other views, the digests, and the passages with their
+        vectors (one row per passage and model) as single files."""
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         for view, when in (("articles", "fetched_at"), ("matches", "flagged_at")):
@@ -132,8 +135,15 @@ class ReportsMixin:
                 COPY (SELECT *, year({when}) AS year, month({when}) AS month FROM {view})
                 TO '{sql_literal(target)}' (FORMAT parquet, PARTITION_BY (year, month), OVERWRITE_OR_IGNORE)""")
             written.append(target)
-        for view in ("runs", "feed_health", "stories", "theme_daily"):
+        for view in ("runs", "feed_health", "stories", "theme_daily", "digests"):
             target = folder / f"{view}.parquet"
             self.con.execute(f"COPY (SELECT * FROM {view}) TO '{sql_literal(target)}' (FORMAT parquet)")
             written.append(target)
+        target = folder / "passages.parquet"
+        self.con.execute(f"""
+            COPY (SELECT p.article_id, p.passage_no, p.text, e.model, e.vector
+                  FROM core.passages p JOIN core.embeddings e USING (text_hash)
+                  ORDER BY p.article_id, p.passage_no, e.model)
+            TO '{sql_literal(target)}' (FORMAT parquet)""")
+        written.append(target)
         return written

@@ -55,6 +55,11 @@ class RunsMixin:
             "SELECT run_id FROM runs WHERE status <> 'running' ORDER BY started_at DESC LIMIT 1").fetchone()
         return row[0] if row else None
 
+    def recent_run_ids(self, n: int = 3) -> list[str]:
+        """The ``n`` latest runs, finished or not, newest first."""
+        return [r[0] for r in self.con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT ?",
+                                               [n]).fetchall()]
+
     def run_row(self, run_id: str) -> dict | None:
         """The ``runs`` view's row of one run, as a dict."""
         cur = self.con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
