@@ -26,7 +26,8 @@ Then, in one run of this script:
    is aiwatch's pages/s over newspaper4k's. Skipped (ratio "nan") when newspaper4k is absent:
    ``pip install newspaper4k``.
 4. **No-op run**: ``aiwatch run`` again over the unchanged feeds; every feed answers 304.
-   ``noop_fraction`` is its wall time over the first run's.
+   ``noop_fraction`` is its wall time over the first run's; a third run with ``--no-prefect`` gives the floor
+   without Prefect (``noop_bare_fraction``).
 5. **Search**: top-20 ``Store.search`` latency over 100k and 1M synthetic stored embeddings
    (random FLOAT[384] made in SQL, 5 passages per article), median of 3 after a warm-up. The
    line is printed once here (``before the scale runs: ...``) and again at the end.
@@ -36,7 +37,9 @@ Then, in one run of this script:
 
 The last line:
 
-    articles=N e2e_per_s=X limit_per_s=Y e2e_vs_limit=R peer_ratio=P noop_fraction=F peak_rss_mb=M search_1m_s=S
+    articles=N e2e_per_s=X limit_per_s=Y e2e_vs_limit=R peer_ratio=P noop_fraction=F peak_rss_mb=M search_1m_s=S noop_bare_fraction=B
+
+(``noop_bare_fraction``: the no-op run again with ``--no-prefect``, the floor without Prefect.)
 
 ``peak_rss_mb`` is the largest aiwatch run measured (the 10k one with ``--scale``).
 """
@@ -48,6 +51,7 @@ import json
 import os
 import random
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -189,18 +193,24 @@ def write_config(work: Path, name: str, feeds: list[str], extra: str = "") -> Pa
     return path
 
 
-def aiwatch_run(config: Path, env: dict[str, str]) -> tuple[float, float, dict]:
-    """Run `aiwatch run --config` in a subprocess: (wall seconds, peak RSS MB, the runs row)."""
+def aiwatch_run(config: Path, env: dict[str, str], *args: str) -> tuple[float, float, dict]:
+    """Run `aiwatch run --config` (and ``args``) in a subprocess: (wall seconds, peak RSS MB, the runs row).
+    Its stderr is kept beside the config (``<name>-<k>.err``): with PYTHONFAULTHANDLER=1 a native
+    crash leaves every thread's Python stack there."""
+    k = 1
+    while (err_path := config.with_name(f"{config.stem}-{k}.err")).exists():
+        k += 1
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "aiwatch", "run", "--config", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(err_path, "wb") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "aiwatch", "run", "--config", str(config), *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err_file)
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0,):
-        tail = err.decode("utf-8", "replace").strip().splitlines()[-5:]
-        raise SystemExit(f"e2e_bench: aiwatch run exited {proc.returncode}:\n" + "\n".join(tail))
+        tail = err_path.read_text("utf-8", "replace").strip().splitlines()[-5:]
+        raise SystemExit(f"e2e_bench: aiwatch run exited {proc.returncode} (stderr in {err_path}):\n"
+                         + "\n".join(tail))
     return wall, usage.ru_maxrss / 1024, last_run(config)
 
 
@@ -375,7 +385,10 @@ def prefect_server(work: Path):
     os.environ.update(env)
     from aiwatch.flow import prefect_api
     start = time.perf_counter()
-    with prefect_api(port=4271) as url:
+    with socket.socket() as s:  # a free port: other benchmarks may be serving Prefect beside this one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with prefect_api(port=port) as url:
         print(f"prefect: server at {url} healthy in {time.perf_counter() - start:.1f}s")
         yield dict(env, PREFECT_API_URL=url)
 
@@ -388,8 +401,10 @@ def e2e(corpus: Path, n: int, work: Path, env: dict[str, str], label: str) -> di
         wall2, rss2, run2 = aiwatch_run(config, env)
         print(f"{label} no-op run: {wall2:.1f}s ({wall2 / wall:.3f} of the first), {run2['feeds_not_modified']} "
               f"feeds not modified, {run2['articles_new']} new articles, {run2['passages_embedded']} embedded")
-        return dict(n=n, wall=wall, rss=rss, run=run, noop=wall2, run2=run2, config=config, sites=sites,
-                    urls=sites.page_urls())
+        wall3, _, _ = aiwatch_run(config, env, "--no-prefect")  # the floor without Prefect's client and flow
+        print(f"{label} no-op run without Prefect (--no-prefect): {wall3:.1f}s ({wall3 / wall:.3f} of the first)")
+        return dict(n=n, wall=wall, rss=rss, run=run, noop=wall2, noop_bare=wall3, run2=run2, config=config,
+                    sites=sites, urls=sites.page_urls())
 
 
 def scale_table(corpus: Path, sizes: list[int], work: Path, env: dict[str, str], done: dict[int, dict]) -> float:
@@ -468,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             return (f"articles={n} e2e_per_s={e2e_rate:.2f} limit_per_s={limit:.2f} "
                     f"e2e_vs_limit={e2e_rate / limit:.3f} peer_ratio={peer_ratio:.2f} "
                     f"noop_fraction={main_run['noop'] / main_run['wall']:.3f} peak_rss_mb={rss_mb:.0f} "
-                    f"search_1m_s={search_1m:.3f}")
+                    f"search_1m_s={search_1m:.3f} noop_bare_fraction={main_run['noop_bare'] / main_run['wall']:.3f}")
 
         rss = main_run["rss"]
         if scale:

@@ -159,3 +159,30 @@ def test_run_records_stage_times_and_memory(route_server, tmp_path, embedder):
     assert all(v >= 0 for v in seconds.values())
     assert seconds["embed_overlapped"] + 0 <= embedded and embedded > 0
     assert rss_mb > 50
+
+
+def test_overlapped_embedding_never_calls_duckdb_off_the_stage_thread(route_server, tmp_path, embedder, monkeypatch):
+    # The workers embed; the vectors are stored by the articles stage between batches, on its own
+    # thread (two DuckDB cursors inserting from two threads can crash the process).
+    import threading
+    from aiwatch.articles import stage
+    calls: list[str] = []
+    real_save = Store.save_embeddings
+
+    def save(self, hashes, *args, **kwargs):
+        calls.append(threading.current_thread().name)
+        return real_save(self, hashes, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "save_embeddings", save)
+    monkeypatch.setattr(Store, "cursor", lambda self: pytest.fail("no cursor is handed to another thread"))
+    monkeypatch.setattr(stage, "ARTICLE_BATCH", 2)  # several batches: vectors stored between them
+    config = local_config(tmp_path / "db.duckdb", _feed(route_server, 7))
+    assert config.embed.overlap  # the default
+    result = run_pipeline(config)
+    assert calls and not any(name.startswith("aiwatch-embed-") for name in calls)
+    with Store.open(config.database, read_only=True) as store:
+        missing = store.query("SELECT count(*) FROM (SELECT DISTINCT text_hash FROM core.passages) p "
+                              "ANTI JOIN core.embeddings e USING (text_hash)")[1][0][0]
+        seconds = json.loads(store.query("SELECT stage_seconds FROM runs")[1][0][0])
+    assert missing == 0 and result.stats.articles_new == 7
+    assert seconds["embed_overlapped"] > 0  # embedded while the pages were fetched

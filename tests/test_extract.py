@@ -1,21 +1,28 @@
-"""The extraction cascade and its quality gates, on small pages written for these tests.
+"""Extraction (agreement-picked and the cascade) and its quality gates, on small pages written for
+these tests and on real saved pages served from 127.0.0.1.
 
-Each page is built the way real ones are (navigation, footers, comment threads, consent
+Each written page is built the way real ones are (navigation, footers, comment threads, consent
 dialogs, paywall prompts, index pages), so the asserts are the saved-page kind: the
 boilerplate is absent, a key sentence is present, and a page that is not an article gives None.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
+from conftest import SHARED, local_config
+from routes import Response, rss
 
 from aiwatch.articles.extract import (
-    Extracted, extract_article, headline_line_share, looks_like_consent_wall,
-    looks_like_paywall_teaser, rejection_reason, strip_leading_title,
+    EXTRAS, FIRST, Extracted, agreement, extract_article, headline_line_share, looks_like_consent_wall,
+    looks_like_paywall_teaser, rank_by_agreement, rejection_reason, strip_leading_title,
 )
-from aiwatch.http import Fetched
+from aiwatch.http import Fetched, HttpClient
+from aiwatch.store import Store
+from aiwatch.text import html_to_text
 
 URL = "https://news.example.org/2026/11/harbour-cranes"
 
@@ -155,18 +162,110 @@ def test_index_page_of_headline_links_gives_none():
     assert extract_article(fetched(html, "https://news.example.org/latest")) is None
 
 
-def test_short_trafilatura_result_falls_back_and_records_why():
+@pytest.mark.parametrize("method", ["agree", "cascade"])
+def test_short_trafilatura_result_falls_back_and_records_why(method):
     # A theme that wraps everything after the lead paragraph in a <footer> element: trafilatura
     # drops footers as boilerplate and keeps only the lead; readability keeps the body.
     rest = "".join(f"<p>{p}</p>" for p in STORY[1:])
     body = (f"{NAV}<main><article><h1>Port orders new cranes</h1><p>{STORY[0]}</p>"
             f"<footer class='story-rest'>{rest}</footer></article></main>")
-    got = extract_article(fetched(page(body)))
+    got = extract_article(fetched(page(body)), method=method)
     assert got is not None
     assert got.extractor == "readability"
-    assert got.rejected and all("too short" in reason for reason in got.rejected)
-    assert got.rejected[0].startswith("trafilatura:")
+    rejected = [r for r in got.rejected if " ran: " not in r]  # agree notes when the extra extractors ran
+    assert rejected and all("too short" in reason for reason in rejected)
+    assert rejected[0].startswith("trafilatura:")
     assert KEY_SENTENCE in got.text and "night shifts would be capped" in got.text
+    if method == "agree":
+        assert 0.0 <= got.agreement <= 1.0 and set(FIRST) <= set(got.ran)
+        # the first three agree on the lead alone, which is too short: the extras were asked, and
+        # readability's text holds that lead and the rest of the story
+        assert got.rejected[0] == "readability, newspaper4k ran: the best-agreeing text is too short"
+    else:
+        assert got.agreement is None
+
+
+def test_the_medoid_is_the_text_that_agrees_with_the_others():
+    body = " ".join(STORY)
+    texts = {"trafilatura": body, "trafilatura-default": body + " Share this story on social media.",
+             "readability": body, "resiliparse": "Home World Business Sport " + STORY[0],
+             "newspaper4k": ""}
+    ranked = rank_by_agreement(list(texts), texts)
+    assert ranked[0] == "trafilatura"  # a tie with readability goes to the earlier name
+    assert ranked[-1] == "resiliparse" and "newspaper4k" not in ranked  # the outlier last, empty not at all
+    # trafilatura's two modes are one voice: readability agrees fully, resiliparse hardly
+    a = agreement("trafilatura", list(texts), texts)
+    assert 0.5 < a < 0.6
+    assert rank_by_agreement(["x", "y"], {"x": "", "y": "only one"}) == ["y"]
+
+
+def test_agree_keeps_a_clean_article_from_trafilatura_without_the_extras():
+    got = extract_article(fetched(article_html()))
+    assert got is not None and got.extractor == "trafilatura"
+    assert got.agreement >= 0.5 and got.ran == FIRST and got.rejected == ()
+
+
+def test_low_agreement_asks_the_extras_and_a_zero_margin_never_does():
+    # the story sits in a layout table: resiliparse and trafilatura read different amounts of it
+    html = article_html().replace("<article>", "<article><table><tr><td>").replace("</article>", "</td></tr></table></article>")
+    always = extract_article(fetched(html), margin=1.01)
+    assert always is not None and "newspaper4k" in always.ran and "readability" in always.ran
+    assert always.rejected[0].startswith("readability, newspaper4k ran")
+    never = extract_article(fetched(html), margin=0.0)
+    assert never is not None and never.ran == FIRST
+
+
+# --- real pages, served from 127.0.0.1 ------------------------------------------------------
+
+PAGES = SHARED / "data" / "pages" / "readability"
+REAL = ["ars-1", "bbc-1", "guardian-1", "medium-1", "nytimes-1", "wapo-1", "wikipedia", "yahoo-1"]
+
+
+def _token_f1(got: str, expected: str) -> float:
+    g, e = (Counter(re.findall(r"\w+", t.lower())) for t in (got, expected))
+    common = sum((g & e).values())
+    return 2 * common / (sum(g.values()) + sum(e.values())) if common else 0.0
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason="the shared saved pages are not beside the project")
+def test_real_pages_fetched_from_a_local_server_agree_at_least_as_well_as_the_cascade(route_server, tmp_path):
+    cases = [c for c in REAL if (PAGES / c / "source.html").is_file()]
+    assert len(cases) >= 5
+    config = local_config(tmp_path / "db.duckdb", [])
+    scores = {"agree": [], "cascade": []}
+    with HttpClient.from_config(config) as client:
+        for case in cases:
+            url = route_server.add(f"/{case}/", Response(200, (PAGES / case / "source.html").read_bytes(),
+                                                          {"Content-Type": "text/html"}))
+            page_ = client.fetch(url)
+            expected = html_to_text((PAGES / case / "expected.html").read_text("utf-8", "replace"))
+            for method in scores:
+                got = extract_article(page_, method=method)
+                assert got is not None, (case, method)
+                scores[method].append(_token_f1(got.text, expected))
+                if method == "agree":
+                    assert got.extractor in got.ran and 0.0 <= got.agreement <= 1.0
+    mean = {m: sum(v) / len(v) for m, v in scores.items()}
+    assert mean["agree"] >= mean["cascade"] - 0.01 and mean["agree"] > 0.85, mean
+
+
+@pytest.mark.skipif(not PAGES.is_dir(), reason="the shared saved pages are not beside the project")
+def test_the_pipeline_stores_which_extractor_won_and_its_agreement(route_server, tmp_path, embedder):
+    from aiwatch.pipeline import run_pipeline
+    cases = [c for c in REAL[:4] if (PAGES / c / "source.html").is_file()]
+    items = []
+    for i, case in enumerate(cases):
+        link = route_server.add(f"/{case}/", Response(200, (PAGES / case / "source.html").read_bytes(),
+                                                       {"Content-Type": "text/html"}))
+        items.append({"title": f"Story {case}", "link": link, "guid": case, "description": "Short summary."})
+    feeds = [{"url": route_server.add("/feed.xml", Response(200, rss(items))), "name": "Saved pages"}]
+    config = local_config(tmp_path / "db.duckdb", feeds)
+    run_pipeline(config)
+    with Store.open(config.database, read_only=True) as store:
+        rows = store.query("SELECT extractor, extraction_agreement, text_source FROM articles")[1]
+    assert len(rows) == len(cases)
+    for extractor, agree, source in rows:
+        assert source == "page" and extractor in FIRST + EXTRAS and 0.0 <= agree <= 1.0
 
 
 def test_a_page_that_is_only_short_keeps_its_short_text():

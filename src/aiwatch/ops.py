@@ -76,7 +76,7 @@ def reextract(config: Config, since: datetime | None = None, now: datetime | Non
                     continue
                 new = replace(old, text=page.text, text_source="page", language=page.language or old.language,
                               content_hash=content_hash(page.text), page_error=None, extractor=page.extractor,
-                              extraction_notes=page.notes)
+                              extraction_notes=page.notes, extraction_agreement=page.agreement)
                 rows.append(ArticleToStore(new))
                 psg += article_passages(new, config.embed.chunk_words, config.embed.max_chunks)
             if rows:

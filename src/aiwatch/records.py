@@ -153,7 +153,8 @@ class Article:
     date_source: str | None = None  # feed | page | first_seen (see aiwatch.articles.dates)
     date_flags: tuple[str, ...] = ()
     extractor: str | None = None  # what produced the text: an extractor's name, or "feed"
-    extraction_notes: tuple[str, ...] = ()  # why earlier extractors were rejected
+    extraction_notes: tuple[str, ...] = ()  # why earlier extractors were rejected; whether extra ones ran
+    extraction_agreement: float | None = None  # extract.method agree: the text's agreement with the other extractors
     page: StoredPage | None = None  # the raw page, kept compressed for re-extraction
     site_name: str | None = None
 

@@ -36,13 +36,14 @@ class PageText:
     notes: tuple[str, ...]
     canonical: str | None  # the page's rel=canonical, when it points to the same site
     site_name: str | None = None
+    agreement: float | None = None  # extract.method agree: the text's agreement with the other extractors
 
 
 def page_text(config: Config, fetched: Fetched, entry_title: str, feed_text: str) -> PageText:
     """Extract a fetched page and decide whether its text beats the feed's."""
     page = Page.from_fetched(fetched)
     min_chars = config.extract.min_chars
-    extracted = extract_article(page, min_chars)
+    extracted = extract_article(page, min_chars, config.extract.method, config.extract.agreement)
     if extracted is None:
         return PageText(text=None, title=None, author=None, language=None, date=page.declared_date,
                         error="no text could be extracted from the page", extraction_failed=True, extractor=None,
@@ -56,7 +57,7 @@ def page_text(config: Config, fetched: Fetched, entry_title: str, feed_text: str
                     language=extracted.language, date=page.declared_date or extracted.date,
                     error=None if use else f"page text too short ({len(text)} chars), used the feed's content",
                     extraction_failed=False, extractor=extracted.extractor, notes=notes, canonical=page.canonical,
-                    site_name=extracted.sitename)
+                    site_name=extracted.sitename, agreement=extracted.agreement)
 
 
 def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, outlet: str, now: datetime,
@@ -117,7 +118,7 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
         content_hash=content_hash(text) if text else "", outlet=outlet, page_error=page_error,
         date_source=date_source, date_flags=date_flags,
         extractor=(page.extractor if use_page else "feed"), extraction_notes=page.notes if page else (),
-        page=stored, site_name=page.site_name if page else None,
+        extraction_agreement=page.agreement if use_page else None, page=stored, site_name=page.site_name if page else None,
     )
     return BuiltArticle(article, tuple(aliases), failure)
 

@@ -86,22 +86,16 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     With ``embed.overlap`` the stored passages are embedded by background workers meanwhile."""
     now = now or utcnow()
     overlap = config.embed.overlap and bool(entries)
-    # With overlap, one connection for the whole stage and a cursor of it per embedding
-    # worker (DuckDB closing and reopening the file while another thread connects was seen
-    # to crash the process). Without, a connection per batch, so readers get in between.
-    shared = open_store(config) if overlap else None
-
-    def store_for_batch():
-        return nullcontext(shared) if shared is not None else open_store(config)
-
-    with store_for_batch() as store:
+    # A connection per batch, so readers get in between; every DuckDB call is made on this
+    # thread (the embedding workers only compute vectors, stored here between batches).
+    with open_store(config) as store:
         titles = store.feed_titles()
     failures: list[Failure] = []
     stored = duplicates = 0
     clock = StageClock()
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
     model = model_id(config.embed.backend)
-    behind = EmbedBehind(config, now, shared) if shared is not None else None
+    behind = EmbedBehind(config, now) if overlap else None
     try:
         with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
                 track("articles", len(entries)) as bar, \
@@ -135,7 +129,7 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         failures.append(b.failure)
                         log.warning("article %s: %s", b.failure.url, b.failure.error)
                     built.append(b)
-                with store_for_batch() as store:
+                with open_store(config) as store:
                     with clock.timed("dedup"):
                         result = dedup_batch(store, built, now, chunk_words=config.embed.chunk_words,
                                              max_chunks=config.embed.max_chunks, entry_hashes=hashes)
@@ -151,6 +145,8 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         originals = {s.article.article_id for s in result.to_store if s.duplicate_of is None}
                         todo = store.missing_embeddings(sorted({p.text_hash for p in result.passages
                                                                 if p.article_id in originals}), model) if behind else []
+                        if behind is not None:
+                            behind.save(store)  # the vectors the workers made meanwhile
                 stored += len(result.to_store)
                 if behind is not None:
                     texts = {p.text_hash: p.text for p in result.passages}
@@ -160,12 +156,10 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                     _, _, retry_failures = retry_due_pages(config, run_id, now, client, robots, clock)
                 failures += retry_failures
                 if retry_failures:
-                    with store_for_batch() as store:
+                    with open_store(config) as store:
                         store.record_failures(run_id, retry_failures, now)
     finally:
         embedded = behind.close() if behind is not None else 0
-        if shared is not None:
-            shared.close()
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
              stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
     return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)

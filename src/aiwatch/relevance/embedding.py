@@ -16,6 +16,8 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Callable, Iterator
 
+import numpy as np
+
 from ..clock import utcnow
 from ..config import Config
 from ..progress import track
@@ -73,14 +75,21 @@ class EmbedBehind:
     inference releases the GIL. One worker per core, each running the model single-threaded:
     measured faster than one worker with a 2-thread model, whose threads wait on each other
     whenever the extracting thread takes a core. A bounded queue keeps memory flat; the embed
-    stage afterwards picks up anything left (a failure here is logged and left to it)."""
+    stage afterwards picks up anything left (a failure here is logged and left to it).
 
-    def __init__(self, config: Config, now: datetime, store: Store, workers: int | None = None):
-        self.config, self.now, self.store = config, now, store
+    The workers never touch the database: they hand their vectors back, and the caller stores
+    them (:meth:`save`) on its own thread and connection, between batches. Two cursors of one
+    DuckDB connection inserting with ON CONFLICT from two threads can crash the process
+    (duckdb/duckdb#21126, open on DuckDB 2.0); with this split, every DuckDB call of a run is
+    made from one thread at a time."""
+
+    def __init__(self, config: Config, now: datetime, workers: int | None = None):
+        self.config, self.now = config, now
         self.done = 0
         self.failed: str | None = None
         self._submitted: set[str] = set()
         self._lock = threading.Lock()
+        self._made: list[tuple[list[str], np.ndarray, str]] = []  # (hashes, vectors, model) not yet stored
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         torch = config.embed.backend == "torch"  # torch runs one call at a time: one worker, its own threads
         self._model_threads = None if torch else 1
@@ -99,26 +108,38 @@ class EmbedBehind:
                 self._queue.put(items[start:start + 64])
 
     def _work(self) -> None:
-        with self._lock:
-            own = self.store.cursor()  # this thread's handle on the stage's connection
-        try:
-            while (items := self._queue.get()) is not None:
-                if self.failed is not None:
-                    continue
-                try:
-                    count = embed_chunk(self.config, items, self.now, threads=self._model_threads, store=own)
-                    with self._lock:
-                        self.done += count
-                except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
-                    self.failed = f"{type(exc).__name__}: {exc}"
-                    log.warning("embed while fetching stopped (%s); the embed stage will finish the work",
-                                self.failed)
-        finally:
-            own.close()
+        while (items := self._queue.get()) is not None:
+            if self.failed is not None:
+                continue
+            try:
+                embedder = embedder_for(self.config, self._model_threads)  # loaded once per process
+                vectors = embedder.embed([t for _, t in items])
+                with self._lock:
+                    self._made.append(([h for h, _ in items], vectors, embedder.model_id))
+            except Exception as exc:  # noqa: BLE001 - the embed stage retries and reports it
+                self.failed = f"{type(exc).__name__}: {exc}"
+                log.warning("embed while fetching stopped (%s); the embed stage will finish the work", self.failed)
 
-    def close(self) -> int:
+    def save(self, store: Store) -> int:
+        """Store the vectors made so far, on the caller's thread and connection; returns how many."""
+        with self._lock:
+            made, self._made = self._made, []
+        for hashes, vectors, model in made:
+            store.save_embeddings(hashes, vectors, model, self.now)
+            self.done += len(hashes)
+        return sum(len(h) for h, _, _ in made)
+
+    def close(self, store: Store | None = None) -> int:
+        """Wait for the workers, store what they made (in ``store``, else a connection of its own),
+        and return how many passages were embedded in all."""
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
             t.join()
+        try:
+            with nullcontext(store) if store is not None else open_store(self.config) as target:
+                self.save(target)
+        except Exception as exc:  # noqa: BLE001 - closing on the way out of an error: the embed stage redoes it
+            log.warning("vectors made while fetching were not stored (%s: %s); the embed stage will redo them",
+                        type(exc).__name__, exc)
         return self.done

@@ -337,7 +337,8 @@ def run_facts(stats: dict) -> list[tuple[str, str]]:
         for k, v in timed.items():
             if k in ARTICLE_SUBSTAGES:
                 continue
-            inner = [f"{p.replace('_', ' ')} {_duration(timed[p])}" for p in ARTICLE_SUBSTAGES if p in timed]
+            inner = [f"{int(timed[p])} passages embedded meanwhile" if p == "embed_overlapped"  # a count, not seconds
+                     else f"{p.replace('_', ' ')} {_duration(timed[p])}" for p in ARTICLE_SUBSTAGES if p in timed]
             parts.append(f"{k} {_duration(v)}" + (f" ({', '.join(inner)})" if k == "articles" and inner else ""))
         if parts:
             facts.append(("Time per stage", " · ".join(parts)))

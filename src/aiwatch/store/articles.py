@@ -16,9 +16,9 @@ from .base import bulk_insert
 _ARTICLE_COLUMNS = ("article_id", "url", "canonical_url", "feed_url", "entry_id", "title", "text", "text_source",
                     "author", "published_at", "fetched_at", "language", "content_hash", "duplicate_of", "outlet",
                     "page_error", "run_id", "date_source", "date_flags", "extractor", "extraction_notes",
-                    "site_name")
+                    "site_name", "extraction_agreement")
 _ARTICLE_TYPES = (["VARCHAR"] * 9 + ["TIMESTAMPTZ", "TIMESTAMPTZ"] + ["VARCHAR"] * 7
-                  + ["VARCHAR[]", "VARCHAR", "VARCHAR[]", "VARCHAR"])
+                  + ["VARCHAR[]", "VARCHAR", "VARCHAR[]", "VARCHAR", "DOUBLE"])
 
 
 class ArticlesMixin:
@@ -107,17 +107,18 @@ class ArticlesMixin:
                 (a.article_id, a.url, a.canonical_url, a.feed_url, a.entry_id, a.title, a.text, a.text_source,
                  a.author, a.published_at, a.fetched_at, a.language, a.content_hash, s.duplicate_of, a.outlet,
                  a.page_error, run_id, a.date_source, list(a.date_flags), a.extractor, list(a.extraction_notes),
-                 a.site_name)
+                 a.site_name, a.extraction_agreement)
                 for s in new_rows for a in [s.article]], _ARTICLE_TYPES)
             for art in changed:  # the feed edited an entry: rare, one at a time
                 con.execute("""
                     UPDATE core.articles SET title = ?, text = ?, text_source = ?, author = ?,
                         published_at = coalesce(published_at, ?), language = ?, content_hash = ?,
-                        page_error = ?, updated_at = ?, extractor = ?, extraction_notes = ?
+                        page_error = ?, updated_at = ?, extractor = ?, extraction_notes = ?,
+                        extraction_agreement = ?
                     WHERE article_id = ?""", [
                     art.title, art.text, art.text_source, art.author, art.published_at, art.language,
                     art.content_hash, art.page_error, art.fetched_at, art.extractor,
-                    list(art.extraction_notes), art.article_id])
+                    list(art.extraction_notes), art.extraction_agreement, art.article_id])
                 con.execute("DELETE FROM core.passages WHERE article_id = ?", [art.article_id])
                 con.execute("DELETE FROM core.scores WHERE article_id = ?", [art.article_id])
             written = [s.article for s in new_rows] + changed
