@@ -14,7 +14,6 @@ override single settings. Every value is validated at start, and a bad one raise
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import logging
 import math
 import os
@@ -24,10 +23,11 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .hints import did_you_mean, warn_unknown_environment
 from .relevance.themes import Theme, theme_from_mapping
 
 log = logging.getLogger(__name__)
@@ -400,7 +400,7 @@ class Config:
 def _coerce(key: str, value: Any) -> Any:
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
-        raise ConfigError(key, "unknown setting" + _did_you_mean(key, SETTINGS_BY_KEY))
+        raise ConfigError(key, "unknown setting" + did_you_mean(key, SETTINGS_BY_KEY))
     typ = setting.type
     if typ is bool:
         if isinstance(value, str):
@@ -509,30 +509,6 @@ def _parse_themes(items: Any) -> list[Theme]:
     return out
 
 
-def _did_you_mean(word: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-_warned_env: set[str] = set()
-OTHER_ENVIRONMENT = frozenset({
-    "AIWATCH_PROJECT_DIR",  # prefect.yaml: the folder a worker runs the flow in
-    "AIWATCH_UPDATE_DOCS_SCREENSHOT",  # tests: rewrite the README's screenshot
-})
-
-
-def _warn_unknown_environment(environ: Mapping[str, str], values: Mapping[str, Any]) -> None:
-    """An ``AIWATCH_*`` variable that names no setting is most likely a typo that would
-    otherwise be ignored in silence (the variables a ``*_env`` setting names are secrets, not typos)."""
-    secrets = {v for k, v in values.items() if k.endswith("_env") and isinstance(v, str)}
-    known = {s.env_name for s in SETTINGS} | OTHER_ENVIRONMENT
-    for name in sorted(environ):
-        if name.startswith("AIWATCH_") and name not in known and name not in secrets and name not in _warned_env:
-            _warned_env.add(name)
-            log.warning("environment variable %s is not an aiwatch setting%s; ignored",
-                        name, _did_you_mean(name, known))
-
-
 def find_config(path: str | os.PathLike | None) -> Path | None:
     """The file to read: the given path, else ./aiwatch.toml when present, else none."""
     if path is not None:
@@ -578,7 +554,7 @@ def _read_table(prefix: str, body: dict, values: dict) -> None:
         key = f"{prefix}.{name}"
         if isinstance(value, dict):
             if key not in TABLES:
-                raise ConfigError(key, "unknown table" + _did_you_mean(key, TABLES))
+                raise ConfigError(key, "unknown table" + did_you_mean(key, TABLES))
             _read_table(key, value, values)
         else:
             values[key] = _coerce(key, value)
@@ -592,7 +568,7 @@ def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
         if section in ("feeds", "themes"):
             continue
         if section not in SECTIONS:
-            raise ConfigError(section, "unknown section" + (_did_you_mean(section, (*SECTIONS, "feeds", "themes"))
+            raise ConfigError(section, "unknown section" + (did_you_mean(section, (*SECTIONS, "feeds", "themes"))
                                                             or f" (known: {', '.join((*SECTIONS, 'feeds', 'themes'))})"))
         if not isinstance(body, dict):
             raise ConfigError(section, "must be a table ([section])")
@@ -600,7 +576,7 @@ def config_from_document(doc: Mapping[str, Any], *, path: Path | None = None,
     for setting in SETTINGS:
         if setting.env_name in environ:
             values[setting.key] = _coerce(setting.key, environ[setting.env_name])
-    _warn_unknown_environment(environ, values)
+    warn_unknown_environment({s.env_name for s in SETTINGS}, environ, values)
     feeds = tuple(parse_feeds(doc["feeds"])) if "feeds" in doc else default_feeds()
     themes = tuple(_parse_themes(doc["themes"])) if "themes" in doc else default_themes()
     base_dir = path.resolve().parent if path is not None else Path.cwd()
