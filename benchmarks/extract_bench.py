@@ -3,8 +3,8 @@
     python benchmarks/extract_bench.py [FOLDER]                 # default: ../shared/data/pages/readability
     python benchmarks/extract_bench.py --trafilatura-eval DIR   # trafilatura's own evaluation set
 
-FOLDER holds one folder per case with ``source.html`` and, when known, ``expected.html`` (the
-Readability.js output: a second opinion, not ground truth). ``--trafilatura-eval`` takes the
+FOLDER holds one folder per case with ``source.html`` and, when known, ``expected.html``
+(what Readability.js extracted, which is a second opinion rather than truth). ``--trafilatura-eval`` takes the
 ``tests/`` folder of trafilatura's repository (``evaldata.json`` and the pages under ``cache/``
 and ``eval/``), scored as trafilatura scores itself: a 'with' passage found in the text is a true
 positive, a missing one a false negative, a 'without' passage found a false positive; counts are

@@ -145,8 +145,8 @@ def _sha1(s: str) -> str:
 
 
 def reserved_keys(url: str, title: str) -> list[str]:
-    """The hashes an item is reserved under: its URL, the URL with scheme and host lower-cased and
-    no query or fragment (when a path remains), and its stripped lower-cased title."""
+    """The hashes an item is reserved under: its URL; its URL reduced to lower-case scheme and host
+    plus the path, dropping query and fragment (when a path remains); its title, stripped and in lower case."""
     keys = [_sha1(url)]
     try:
         parts = urlsplit(url.strip())
