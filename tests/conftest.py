@@ -45,6 +45,14 @@ def corpus_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """Prefect's test server, started once per session (it takes 16 to 18 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
 @pytest.fixture
 def route_server():
     with RouteServer() as server:

@@ -13,12 +13,6 @@ from aiwatch.store import Store
 pytestmark = pytest.mark.prefect
 
 
-@pytest.fixture(scope="session")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
 
 def test_daily_flow_runs_end_to_end(prefect_harness, corpus_server, embedder, tmp_path):
     from aiwatch.flow import daily

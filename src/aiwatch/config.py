@@ -97,6 +97,11 @@ class StorageSettings:
                                                "the config file's folder.")
     lock_timeout: float = _setting(600.0, "Seconds a run waits for another run writing the same database before "
                                           "it gives up.", _non_negative(7 * 86400))
+    shards: str = _setting("", "Shared folder for the articles stage in shards (a local path, NFS, or an fsspec URL "
+                               "such as s3://bucket/aiwatch): workers fetch, extract and embed there without the "
+                               "database, and this run merges. Empty: no shards, all in this process.")
+    shard_entries: int = _setting(100, "Most entries in one shard (a site's entries stay in one shard when they "
+                                       "fit).", _positive(100_000))
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,9 @@ class PrefectSettings:
                                            "Dask cluster and embedding is spread over its workers (needs "
                                            "prefect-dask: pip install 'aiwatch[dask]').", _one_of("default", "dask"))
     dask_workers: int = _setting(2, "Worker processes of the local Dask cluster.", _positive(256))
+    dask_address: str = _setting("", "Address of a running dask.distributed scheduler (tcp://host:8786) whose "
+                                     "workers build the shards; needs storage.shards. Empty: a local cluster of "
+                                     "prefect.dask_workers.")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from .config import Config, build_config, load_config  # noqa: E402
 from .errors import AiwatchError, ConfigError, StoreError  # noqa: E402
 from .http import probe  # noqa: E402
 from .localserver import free_port  # noqa: E402
+from .articles.stage import fetch_articles  # noqa: E402
 from .pipeline import RunResult, run_digest, run_pipeline  # noqa: E402
 from .relevance.embedding import embed_passages  # noqa: E402
 from .store import Store  # noqa: E402
@@ -147,11 +148,32 @@ def _fan_out_tasks(fn: Callable, arglists: list[tuple]) -> Iterator:
         yield future.result()
 
 
+def _fan_out_settled(fn: Callable, arglists: list[tuple]) -> Iterator:
+    """Like :func:`_fan_out_tasks`, but a call that failed (even on a worker that died each time
+    Dask tried it) yields its exception instead of ending the stage."""
+    as_task = _as_task(fn)
+    futures = [as_task.submit(*args) for args in arglists]
+    for future in futures:
+        try:
+            yield future.result()
+        except Exception as exc:  # noqa: BLE001 - the stage records it and the next run tries again
+            yield exc
+
+
+def _in_shards(fn: Callable) -> Callable:
+    """With ``storage.shards`` only the shard builds leave the flow (they never open the
+    database); every stage that reads or writes it runs here, in the one writing process."""
+    if fn is fetch_articles:
+        return partial(fn, fan_out=_fan_out_settled)
+    return _as_task(fn)
+
+
 @flow(name="aiwatch-ingest", description="The ingest stages on a Dask task runner.")
 def ingest(config_path: str | None = None, settings: dict[str, Any] | None = None,
            feeds: list[dict[str, str]] | None = None) -> RunResult:
     with route_logs_to_prefect():
-        return run_pipeline(build_config(config_path, settings, feeds), stage=_submitted, with_digest=False)
+        config = build_config(config_path, settings, feeds)
+        return run_pipeline(config, stage=_in_shards if config.storage.shards else _submitted, with_digest=False)
 
 
 def _ingest_on_dask(config: Config):
@@ -159,6 +181,11 @@ def _ingest_on_dask(config: Config):
         from prefect_dask import DaskTaskRunner
     except ImportError:
         raise ConfigError("prefect.task_runner", "'dask' needs prefect-dask: pip install 'aiwatch[dask]'") from None
+    if config.prefect.dask_address:
+        if not config.storage.shards:
+            raise ConfigError("prefect.dask_address", "needs storage.shards: a scheduler's workers may be on other "
+                                                      "machines and never open the database; set a folder they share")
+        return ingest.with_options(task_runner=DaskTaskRunner(address=config.prefect.dask_address))
     n = config.prefect.dask_workers
     # One thread per worker process: torch and trafilatura then use the cores without
     # oversubscribing them.

@@ -13,7 +13,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ..clock import StageClock, utcnow
@@ -27,7 +27,7 @@ from ..relevance.embedding import EmbedBehind
 from ..store import open_store
 from ..urls import site_of
 from .build import build_article
-from .dedup import dedup_batch
+from .dedup import DedupResult, dedup_batch
 from .retry import retry_due_pages, schedule_retries
 
 log = logging.getLogger(__name__)
@@ -79,12 +79,42 @@ def outlet_of(config: Config, entry: FeedEntry, feed_titles: dict[str, str | Non
     return feed_titles.get(entry.feed_url) or site_of(entry.link or entry.feed_url)
 
 
+def store_built(config: Config, store, built: Sequence[BuiltArticle], run_id: str, now: datetime,
+                hashes: dict[tuple[str, str], str], clock: StageClock, *,
+                want_missing: bool = False) -> tuple[DedupResult, list[str]]:
+    """One batch of built articles into the database: copies found, articles, passages, MinHash
+    signatures, failures and page retries saved. Idempotent: a batch stored twice adds nothing.
+    Returns the dedup decisions and (with ``want_missing``) the originals' passage hashes that
+    still lack a vector. Both the in-process stage and the shard merge store through here."""
+    with clock.timed("dedup"):
+        result = dedup_batch(store, built, now, chunk_words=config.embed.chunk_words,
+                             max_chunks=config.embed.max_chunks, entry_hashes=hashes)
+    with clock.timed("store"):
+        store.mark_entries_seen(result.already_stored)
+        store.save_articles(result.to_store, result.passages, run_id, hashes)
+        store.save_minhash(result.signatures)
+        store.record_failures(run_id, [b.failure for b in built if b.failure is not None], now)
+        kept = {s.article.article_id for s in result.to_store}
+        schedule_retries(store, [(b.article.article_id, b.failure) for b in built
+                                 if b.failure is not None and b.article.article_id in kept], now)
+        todo: list[str] = []
+        if want_missing:
+            originals = {s.article.article_id for s in result.to_store if s.duplicate_of is None}
+            todo = store.missing_embeddings(sorted({p.text_hash for p in result.passages
+                                                    if p.article_id in originals}), model_id(config.embed.backend))
+    return result, todo
+
+
 def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
-                   now: datetime | None = None) -> ArticlesResult:
+                   now: datetime | None = None, fan_out: Callable | None = None) -> ArticlesResult:
     """Fetch and extract the new entries' pages, dedup copies, store articles and passages.
 
-    With ``embed.overlap`` the stored passages are embedded by background workers meanwhile."""
+    With ``embed.overlap`` the stored passages are embedded by background workers meanwhile.
+    With ``storage.shards`` the pages are fetched, extracted and embedded in shards, run by
+    ``fan_out`` (see :mod:`aiwatch.articles.shards`), and merged here."""
     now = now or utcnow()
+    if config.storage.shards:
+        return _fetch_in_shards(config, run_id, entries, now, fan_out)
     overlap = config.embed.overlap and bool(entries)
     # A connection per batch, so readers get in between; every DuckDB call is made on this
     # thread (the embedding workers only compute vectors, stored here between batches).
@@ -94,7 +124,6 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     stored = duplicates = 0
     clock = StageClock()
     hashes = {(e.feed_url, e.entry_id): e.entry_hash for e in entries}
-    model = model_id(config.embed.backend)
     behind = EmbedBehind(config, now) if overlap else None
     try:
         with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
@@ -130,22 +159,11 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
                         log.warning("article %s: %s", b.failure.url, b.failure.error)
                     built.append(b)
                 with open_store(config) as store:
-                    with clock.timed("dedup"):
-                        result = dedup_batch(store, built, now, chunk_words=config.embed.chunk_words,
-                                             max_chunks=config.embed.max_chunks, entry_hashes=hashes)
+                    result, todo = store_built(config, store, built, run_id, now, hashes, clock,
+                                               want_missing=behind is not None)
                     duplicates += result.duplicates
-                    with clock.timed("store"):
-                        store.mark_entries_seen(result.already_stored)
-                        store.save_articles(result.to_store, result.passages, run_id, hashes)
-                        store.save_minhash(result.signatures)
-                        store.record_failures(run_id, [b.failure for b in built if b.failure is not None], now)
-                        kept = {s.article.article_id for s in result.to_store}
-                        schedule_retries(store, [(b.article.article_id, b.failure) for b in built
-                                                 if b.failure is not None and b.article.article_id in kept], now)
-                        originals = {s.article.article_id for s in result.to_store if s.duplicate_of is None}
-                        todo = store.missing_embeddings(sorted({p.text_hash for p in result.passages
-                                                                if p.article_id in originals}), model) if behind else []
-                        if behind is not None:
+                    if behind is not None:
+                        with clock.timed("store"):
                             behind.save(store)  # the vectors the workers made meanwhile
                 stored += len(result.to_store)
                 if behind is not None:
@@ -163,3 +181,28 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     log.info("articles: %d stored (%d copies of earlier ones), %d page failures%s",
              stored, duplicates, len(failures), f"; {embedded} passages embedded meanwhile" if behind else "")
     return ArticlesResult(stored, duplicates, tuple(failures), dict(clock.seconds), embedded)
+
+
+def _fetch_in_shards(config: Config, run_id: str, entries: Sequence[FeedEntry], now: datetime,
+                     fan_out: Callable | None) -> ArticlesResult:
+    from .shards import run_shards, settled_serial
+
+    with open_store(config) as store:
+        titles = store.feed_titles()
+    result = run_shards(config, run_id, entries, [outlet_of(config, e, titles) for e in entries], now,
+                        fan_out or settled_serial)
+    failures = list(result.failures)
+    seconds = dict(result.seconds)
+    if config.fetch.articles:  # pages that failed on an earlier run, fetched again here
+        clock = StageClock()
+        with HttpClient.from_config(config) as client, clock.timed("retry"):
+            robots = RobotsPolicy(client) if config.fetch.robots else None
+            failures += retry_due_pages(config, run_id, now, client, robots, clock)[2]
+        for key, value in clock.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + value
+    with open_store(config) as store:  # keyed by run, stage and URL: what a merge recorded stays once
+        store.record_failures(run_id, failures, now)
+    log.info("articles: %d stored (%d copies of earlier ones), %d page failures; %d shards%s, %d passages embedded "
+             "on the workers", result.stored, result.duplicates, len(failures), result.shards,
+             f" and {result.leftover} left by an earlier run" if result.leftover else "", result.embedded)
+    return ArticlesResult(result.stored, result.duplicates, tuple(failures), seconds, result.embedded)
