@@ -300,3 +300,76 @@ def test_a_worker_killed_mid_shard_loses_nothing(prefect_harness, demo_run, dask
     again = daily(settings=settings, feeds=feeds)
     assert again.stats.articles_new == 0 and counts(db) == counts(single)
     assert os.listdir(tmp_path / "shards" / db.stem) == []
+
+
+# -- real processes: a Prefect server, the shard deployment, a work-pool worker ---------------
+
+@pytest.mark.prefect
+def test_a_work_pool_worker_builds_the_shards_of_the_prefect_yaml_deployment(demo_run, tmp_path):
+    """prefect.yaml's ``shard`` deployment, deployed with ``prefect deploy`` against a real
+    Prefect server, and a ``prefect worker start`` process polling its pool: the writer hands
+    each shard to the pool as a flow run and merges what comes back; the database equals the
+    single-process run's."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from aiwatch.flow import prefect_api
+
+    project = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PREFECT_HOME": str(tmp_path / "prefect-home"),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "AIWATCH_PROJECT_DIR": str(project),
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    logs: list[Path] = []
+
+    def prefect_cli(*args: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=project,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+    worker = None
+    with prefect_api(port=_free_port()) as url:
+        env["PREFECT_API_URL"] = url
+        try:
+            prefect_cli("work-pool", "create", "aiwatch-shards", "--type", "process")
+            prefect_cli("--no-prompt", "deploy", "--name", "shard")
+            logs.append(tmp_path / "worker.log")
+            with open(logs[0], "wb") as log:
+                worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool",
+                                           "aiwatch-shards"], env=env, cwd=tmp_path, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+            db = tmp_path / "pool.duckdb"
+            config = local_config(db, demo_feeds(demo_run["base"]), **{
+                "storage.shards": str(tmp_path / "shards"), "storage.shard_entries": 20,
+                "prefect.shard_deployment": "aiwatch-shard/shard", "prefect.shard_timeout": 600.0})
+            with temporary_settings(updates={PREFECT_API_URL: url}):
+                result = run_pipeline(config)
+                with get_client(sync_client=True) as client:
+                    runs = [r for r in client.read_flow_runs() if r.name and r.parameters.get("plan")]
+            assert result.stats.articles_new == 40, logs[0].read_text("utf-8", "replace")[-3000:]
+            assert len(runs) == 2 and all(r.state.is_completed() for r in runs)  # 40 entries, 20 a shard
+            assert same(snapshot(db), snapshot(demo_run["config"].database))
+            assert os.listdir(shard_folder(config)) == []
+        finally:
+            if worker is not None and worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGTERM)
+                try:
+                    worker.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(worker.pid, signal.SIGKILL)
+
+
+@pytest.mark.prefect
+def test_a_missing_shard_deployment_is_named(prefect_harness, demo_run, tmp_path):
+    """prefect.shard_deployment naming a deployment the server lacks, or set without a shard
+    folder: a one-line error naming the setting (and the command that makes the deployment)."""
+    from aiwatch.errors import ConfigError
+
+    feeds = demo_feeds(demo_run["base"])
+    config = local_config(tmp_path / "nowhere.duckdb", feeds, **{
+        "storage.shards": str(tmp_path / "shards"), "prefect.shard_deployment": "aiwatch-shard/nowhere"})
+    with pytest.raises(ConfigError, match=r"prefect\.shard_deployment: aiwatch-shard/nowhere: no such deployment "
+                                          r"at http\S+; deploy it from aiwatch's folder: prefect deploy --name shard"):
+        run_pipeline(config)
+    config = local_config(tmp_path / "no-folder.duckdb", feeds, **{"prefect.shard_deployment": "aiwatch-shard/shard"})
+    with pytest.raises(ConfigError, match=r"prefect\.shard_deployment: needs storage\.shards"):
+        run_pipeline(config)

@@ -101,7 +101,8 @@ class StorageSettings:
                                "such as s3://bucket/aiwatch): workers fetch, extract and embed there without the "
                                "database, and this run merges. Empty: no shards, all in this process.")
     shard_entries: int = _setting(100, "Most entries in one shard (a site's entries stay in one shard when they "
-                                       "fit).", _positive(100_000))
+                                       "fit). A shard should span several sites: one site's pages are fetched "
+                                       "at most fetch.per_host at a time.", _positive(100_000))
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,12 @@ class PrefectSettings:
     dask_address: str = _setting("", "Address of a running dask.distributed scheduler (tcp://host:8786) whose "
                                      "workers build the shards; needs storage.shards. Empty: a local cluster of "
                                      "prefect.dask_workers.")
+    shard_deployment: str = _setting("", "Deployment (flow/name, e.g. aiwatch-shard/shard from prefect.yaml) whose "
+                                         "work-pool workers build the shards, one flow run each; needs "
+                                         "storage.shards and a Prefect server. Empty: the task runner builds them.")
+    shard_timeout: float = _setting(3600.0, "Seconds the writer waits for the shards' flow runs (with "
+                                            "prefect.shard_deployment); a shard not built by then is built "
+                                            "again by the next run.", _positive(7 * 86400))
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,15 @@ from typing import Any, Callable, Iterator  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect.client.orchestration import get_client  # noqa: E402
+from prefect.deployments import run_deployment  # noqa: E402
+from prefect.exceptions import ObjectNotFound  # noqa: E402
 
 from .config import Config, build_config, load_config  # noqa: E402
 from .errors import AiwatchError, ConfigError, StoreError  # noqa: E402
 from .http import probe  # noqa: E402
 from .localserver import free_port  # noqa: E402
+from .articles.shards import changed_settings  # noqa: E402
 from .articles.stage import fetch_articles  # noqa: E402
 from .pipeline import RunResult, run_digest, run_pipeline  # noqa: E402
 from .relevance.embedding import embed_passages  # noqa: E402
@@ -192,6 +196,66 @@ def _ingest_on_dask(config: Config):
     runner = DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
                                             "dashboard_address": None})
     return ingest.with_options(task_runner=runner)
+
+
+def pool_fan_out(config: Config) -> Callable:
+    """A ``fan_out`` that hands each shard to the workers of a Prefect work pool: one flow run of
+    the deployment ``prefect.shard_deployment`` per shard (``prefect.yaml``'s ``shard``, run by
+    ``prefect worker start --pool aiwatch-shards`` on any machine that reaches the shared folder),
+    waited for until it ends or ``prefect.shard_timeout`` passes."""
+    name, timeout = config.prefect.shard_deployment, config.prefect.shard_timeout
+    settings = changed_settings(config)  # the writer's, carried with each shard
+
+    def fan_out(fn: Callable, arglists: list[tuple]) -> Iterator:
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                raise ConfigError("prefect.shard_deployment", f"{name}: no such deployment at "
+                                  f"{client.api_url}; deploy it from aiwatch's folder: "
+                                  f"prefect deploy --name shard") from None
+            runs = []
+            for _, plan, now in arglists:
+                try:
+                    runs.append(run_deployment(name, parameters={"plan": plan, "now": now.isoformat(),
+                                                                 "settings": settings}, timeout=0))
+                except Exception as exc:  # noqa: BLE001 - that shard fails; the others go on
+                    runs.append(exc)
+            deadline = time.monotonic() + timeout
+            for run in runs:
+                if isinstance(run, BaseException):
+                    yield run
+                    continue
+                while not ((state := client.read_flow_run(run.id).state) and state.is_final()):
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(1.0)
+                if state is not None and state.is_completed():
+                    yield {"plan": run.parameters.get("plan")}
+                elif state is not None and state.is_final():
+                    yield AiwatchError(f"flow run {run.name} of {name} ended {state.name}: {state.message or ''}")
+                else:
+                    yield AiwatchError(f"flow run {run.name} of {name} did not end within {timeout:g}s "
+                                       f"(prefect.shard_timeout); is a worker polling its work pool?")
+
+    return fan_out
+
+
+@flow(name="aiwatch-shard", description="Fetch, extract and embed one planned shard; never opens the database.")
+def shard(plan: str, now: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One shard, built by a work pool's worker (prefect.yaml's ``shard`` deployment) on any
+    machine that reaches the shared folder. ``settings`` are the writer's (those differing from
+    the defaults), so the shard is built as the writer would; no config file is read here."""
+    from datetime import datetime
+
+    from .articles.shards import build_shard
+    from .config import config_from_document
+
+    with route_logs_to_prefect():
+        config = config_from_document({})
+        if settings:
+            config = config.replace(**settings)
+        return build_shard(config, plan, datetime.fromisoformat(now))
 
 
 @flow(name="aiwatch-daily", description="Fetch feeds and articles, embed, score against themes, write the digest.")

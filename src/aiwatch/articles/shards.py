@@ -33,7 +33,7 @@ import logging
 import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import nullcontext
 from contextvars import copy_context
 from dataclasses import asdict, dataclass
@@ -51,6 +51,7 @@ from ..http import HttpClient
 from ..ingest.robots import RobotsPolicy
 from ..records import Article, BuiltArticle, Failure, FeedEntry, StoredPage
 from ..relevance.embed import embedder_for, model_id
+from ..relevance.embedding import EmbedBehind
 from ..store import Store
 from .build import article_passages, build_article
 
@@ -229,32 +230,59 @@ def build_shard(config: Config, plan: str, now: datetime) -> dict[str, Any]:
     """Fetch, extract and embed one planned shard; write its Parquet files beside the plan.
 
     Never opens the database. Returns counts and the seconds spent per part of the work."""
+    from .stage import interleave_hosts  # the stage imports this module
+
     started = time.perf_counter()
     entries, outlets = read_plan(plan)
     clock = StageClock()
-    built: list[tuple[FeedEntry, BuiltArticle | None, Failure | None]] = []
-    with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
-            ThreadPoolExecutor(max_workers=config.fetch.concurrency) as pool:
-        robots = RobotsPolicy(client) if client is not None and config.fetch.robots else None
-        futures = [pool.submit(copy_context().run, build_article, config, client, e, outlet, now, robots, clock)
-                   for e, outlet in zip(entries, outlets)]
-        for e, fut in zip(entries, futures):
-            try:
-                built.append((e, fut.result(), None))
-            except Exception as exc:  # noqa: BLE001 - build_article guards the page; this is the last net
-                built.append((e, None, Failure("article", e.link or e.entry_id,
-                                               f"unexpected error: {type(exc).__name__}: {exc}", e.feed_url)))
-    texts: dict[str, str] = {}
-    for _, b, _ in built:
-        if b is not None:
-            for p in article_passages(b.article, config.embed.chunk_words, config.embed.max_chunks):
-                texts.setdefault(p.text_hash, p.text)
     # a Dask worker's nanny sets OMP_NUM_THREADS to its threads: the model follows it
     threads = config.embed.threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or None
+    # with embed.overlap, passages are embedded on background threads while pages are fetched
+    # and extracted, as in the one-process stage; the vectors stay here, in the shard
+    behind = EmbedBehind(config, now, workers=threads) if config.embed.overlap and entries else None
+    texts: dict[str, str] = {}
+    results: dict[int, tuple[FeedEntry, BuiltArticle | None, Failure | None]] = {}
+    try:
+        with (HttpClient.from_config(config) if config.fetch.articles else nullcontext()) as client, \
+                ThreadPoolExecutor(max_workers=config.fetch.concurrency) as pool:
+            robots = RobotsPolicy(client) if client is not None and config.fetch.robots else None
+            position = {id(e): i for i, e in enumerate(entries)}
+            # in turns across hosts, as the one-process stage does: in plan order the pool would
+            # wait on one site's politeness gate while the shard's other sites sit idle
+            futures = {pool.submit(copy_context().run, build_article, config, client, e, outlets[position[id(e)]],
+                                   now, robots, clock): position[id(e)] for e in interleave_hosts(entries)}
+            for fut in as_completed(futures):
+                e = entries[futures[fut]]
+                try:
+                    b = fut.result()
+                    results[futures[fut]] = (e, b, None)
+                except Exception as exc:  # noqa: BLE001 - build_article guards the page; this is the last net
+                    results[futures[fut]] = (e, None, Failure("article", e.link or e.entry_id,
+                                                              f"unexpected error: {type(exc).__name__}: {exc}",
+                                                              e.feed_url))
+                    continue
+                new = [(p.text_hash, p.text) for p in article_passages(b.article, config.embed.chunk_words,
+                                                                       config.embed.max_chunks)
+                       if p.text_hash not in texts]
+                texts.update(new)
+                if behind is not None:
+                    behind.submit(new)
+    finally:
+        made = behind.drain() if behind is not None else []
+    built = [results[i] for i in range(len(entries))]
+    by_hash: dict[str, np.ndarray] = {}
+    model = model_id(config.embed.backend)
+    for chunk_hashes, chunk_vectors, chunk_model in made:
+        model = chunk_model
+        by_hash.update(zip(chunk_hashes, chunk_vectors))
     hashes = sorted(texts)
+    left = [h for h in hashes if h not in by_hash]  # none, unless the background embedding failed
     with clock.timed("embed"):
-        embedder = embedder_for(config, threads)
-        vectors = embedder.embed([texts[h] for h in hashes]) if hashes else np.zeros((0, 1), dtype=np.float32)
+        if left:
+            embedder = embedder_for(config, threads)
+            model = embedder.model_id
+            by_hash.update(zip(left, embedder.embed([texts[h] for h in left])))
+    vectors = np.stack([by_hash[h] for h in hashes]) if hashes else np.zeros((0, 1), dtype=np.float32)
     import pyarrow as pa
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -262,7 +290,7 @@ def build_shard(config: Config, plan: str, now: datetime) -> dict[str, Any]:
     stem = _stem(plan)
     _write(stem + VECTORS, _parquet({
         "text_hash": hashes,
-        "model": [embedder.model_id] * len(hashes),
+        "model": [model] * len(hashes),
         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), pa.float32()), dim)}))
     records, pages = [], []
     for e, b, failure in built:
@@ -370,6 +398,14 @@ def settled_serial(fn: Callable, arglists: list[tuple]) -> Iterator:
             yield fn(*args)
         except Exception as exc:  # noqa: BLE001 - handed to the caller, which records it
             yield exc
+
+
+def changed_settings(config: Config) -> dict[str, Any]:
+    """The settings that differ from the defaults, JSON-able: what a worker needs to build a
+    shard as this run would (fetch, extract and embed settings), carried with the shard."""
+    from ..config import SETTINGS_BY_KEY
+
+    return {k: v for k, v in config.values.items() if v != SETTINGS_BY_KEY[k].default}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ..clock import StageClock, utcnow
 from ..config import Config
+from ..errors import ConfigError
 from ..http import HttpClient
 from ..ingest.robots import RobotsPolicy
 from ..progress import track
@@ -113,6 +114,9 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     With ``storage.shards`` the pages are fetched, extracted and embedded in shards, run by
     ``fan_out`` (see :mod:`aiwatch.articles.shards`), and merged here."""
     now = now or utcnow()
+    if config.prefect.shard_deployment and not config.storage.shards:
+        raise ConfigError("prefect.shard_deployment", "needs storage.shards: the pool's workers may be on other "
+                                                      "machines and never open the database; set a folder they share")
     if config.storage.shards:
         return _fetch_in_shards(config, run_id, entries, now, fan_out)
     overlap = config.embed.overlap and bool(entries)
@@ -187,6 +191,10 @@ def _fetch_in_shards(config: Config, run_id: str, entries: Sequence[FeedEntry], 
                      fan_out: Callable | None) -> ArticlesResult:
     from .shards import run_shards, settled_serial
 
+    if config.prefect.shard_deployment:  # the work pool's workers build them, wherever the flow runs
+        from ..flow import pool_fan_out  # the one module that imports Prefect
+
+        fan_out = pool_fan_out(config)
     with open_store(config) as store:
         titles = store.feed_titles()
     result = run_shards(config, run_id, entries, [outlet_of(config, e, titles) for e in entries], now,

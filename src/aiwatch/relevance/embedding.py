@@ -129,13 +129,24 @@ class EmbedBehind:
             self.done += len(hashes)
         return sum(len(h) for h, _, _ in made)
 
-    def close(self, store: Store | None = None) -> int:
-        """Wait for the workers, store what they made (in ``store``, else a connection of its own),
-        and return how many passages were embedded in all."""
+    def _stop(self) -> None:
         for _ in self._threads:
             self._queue.put(None)
         for t in self._threads:
             t.join()
+
+    def drain(self) -> list[tuple[list[str], np.ndarray, str]]:
+        """Wait for the workers and hand back what they made, (hashes, vectors, model) per chunk,
+        stored nowhere: a shard's builder writes them to Parquet, away from the database."""
+        self._stop()
+        with self._lock:
+            made, self._made = self._made, []
+        return made
+
+    def close(self, store: Store | None = None) -> int:
+        """Wait for the workers, store what they made (in ``store``, else a connection of its own),
+        and return how many passages were embedded in all."""
+        self._stop()
         try:
             with nullcontext(store) if store is not None else open_store(self.config) as target:
                 self.save(target)
