@@ -29,11 +29,14 @@ prints what bounds a single writer:
 - ``merge_per_s``: articles over the seconds the writer spent merging shards (reading Parquet,
   dedup, upserts, vectors);
 - ``writer_keeps_up_with``: their ratio, the number of such workers one writer can merge for
-  before it becomes the bottleneck.
+  before it becomes the bottleneck;
+- ``writer_all_per_s``: articles over everything the writer does alone after the feeds (the
+  merge, story grouping and the score stage), and ``writer_all_keeps_up_with`` its ratio to
+  one worker's rate: the bound once the workers are many.
 
 The last line:
 
-    articles=N single_per_s=A w1_per_s=B w1_vs_single=R1 w2_per_s=C w2_vs_single=R2 build_per_s_per_worker=D merge_per_s=E writer_keeps_up_with=W
+    articles=N single_per_s=A w1_per_s=B w1_vs_single=R1 w2_per_s=C w2_vs_single=R2 build_per_s_per_worker=D merge_per_s=E writer_keeps_up_with=W writer_all_per_s=F writer_all_keeps_up_with=V
 """
 
 from __future__ import annotations
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work folder: {work}; {cores} cores; {n} articles; shards of {args.shard_entries}")
 
     rates: dict[str, float] = {}
-    merged = built = 0.0
+    merged = built = alone = 0.0
     with ExitStack() as stack:
         env = stack.enter_context(prefect_server(work))
         with CorpusSites(corpus, n) as sites:
@@ -163,14 +166,18 @@ def main(argv: list[str] | None = None) -> int:
                 s = run["stage_seconds"]
                 merged += s.get("merge", 0.0)
                 built += s.get("shard", 0.0)
+                alone += s.get("merge", 0.0) + s.get("stories", 0.0) + s.get("score", 0.0)
     build_rate = 2 * n / built if built else float("nan")  # two sharded runs of n articles each
     merge_rate = 2 * n / merged if merged else float("nan")
+    alone_rate = 2 * n / alone if alone else float("nan")
     print(f"\nwriter: merged {merge_rate:.1f} articles/s; one worker process built {build_rate:.2f} articles/s; "
-          f"one writer keeps up with about {merge_rate / build_rate:.0f} such workers")
+          f"one writer keeps up with about {merge_rate / build_rate:.0f} such workers; with stories and scores, "
+          f"{alone_rate:.1f} articles/s, about {alone_rate / build_rate:.1f} workers")
     print(f"\narticles={n} single_per_s={rates['single']:.2f} w1_per_s={rates['w1']:.2f} "
           f"w1_vs_single={rates['w1'] / rates['single']:.3f} w2_per_s={rates['w2']:.2f} "
           f"w2_vs_single={rates['w2'] / rates['single']:.3f} build_per_s_per_worker={build_rate:.2f} "
-          f"merge_per_s={merge_rate:.1f} writer_keeps_up_with={merge_rate / build_rate:.1f}")
+          f"merge_per_s={merge_rate:.1f} writer_keeps_up_with={merge_rate / build_rate:.1f} "
+          f"writer_all_per_s={alone_rate:.1f} writer_all_keeps_up_with={alone_rate / build_rate:.1f}")
     return 0
 
 

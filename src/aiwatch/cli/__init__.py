@@ -8,11 +8,13 @@ reads or writes the database, or the config file, takes ``--config PATH``.
 
 from __future__ import annotations
 
+import faulthandler
 import inspect
 import logging
 import re
 import sys
 import textwrap
+from contextlib import suppress
 from datetime import datetime, timedelta, timezone
 from functools import wraps
 from pathlib import Path
@@ -164,6 +166,11 @@ from . import feeds, maintenance, reading, running, themes, web  # noqa: E402,F4
 # -- entry point ------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    if not faulthandler.is_enabled():
+        # a native crash in a C library (lxml, onnxruntime, DuckDB) then prints every thread's
+        # Python stack to stderr, so its report names the call instead of only "double free"
+        with suppress(Exception):
+            faulthandler.enable()
     try:
         rv = cli.main(args=argv, prog_name="aiwatch", standalone_mode=False)
         return rv if isinstance(rv, int) else EXIT_OK
