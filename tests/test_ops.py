@@ -122,6 +122,36 @@ def test_killed_mid_fetch_then_next_run_completes(route_server, tmp_path, embedd
         assert sorted(r[0] for r in store.query("SELECT status FROM runs")[1]) == ["ok", "running"]
 
 
+def test_killed_mid_articles_on_a_feed_with_an_etag_loses_nothing(route_server, tmp_path, embedder):
+    """A feed that answers 304 to its stored ETag: had the run stored the validators before its
+    articles, the next run's 304 would hide the entries the killed run never stored. They are kept
+    back until the articles stage is done, so the next run fetches the feed in full and completes
+    the work; the run after that gets its 304."""
+    items = [{"title": f"Export rule story {i}", "link": route_server.url(f"/e{i}.html"), "guid": f"e{i}",
+              "description": f"Summary {i}."} for i in range(10)]
+    for i in range(10):
+        route_server.add(f"/e{i}.html", Response(200, page(f"Export rule story {i}", [TEXT, f"Detail {i}."]),
+                                                 delay=0.5))
+    body = rss(items)
+    route_server.site = lambda path: (body, "application/rss+xml") if path == "/etag.xml" else None
+    feed = route_server.url("/etag.xml")
+    db = tmp_path / "db.duckdb"
+    cfg = write_config(tmp_path / "aiwatch.toml", db, [{"url": feed}], **{"fetch.per_host": 1})
+    proc = spawn(cfg)
+    _kill_when(proc, lambda: sum(route_server.hits[f"/e{i}.html"] for i in range(10)) >= 3)
+    with Store.open(db, read_only=True) as store:
+        before = store.query("SELECT count(*) FROM articles")[1][0][0]
+        assert before < 10
+        assert store.query("SELECT etag FROM core.feeds")[1] == [(None,)]  # held back
+    config = local_config(db, [{"url": feed}])
+    result = run_pipeline(config)
+    assert result.stats.feeds_ok == 1 and result.stats.articles_new == 10 - before
+    check_consistent(db, 10)
+    again = run_pipeline(config)
+    assert again.stats.feeds_not_modified == 1 and again.stats.articles_new == 0
+    check_consistent(db, 10)
+
+
 def test_killed_mid_embed_then_next_run_completes(corpus_server, tmp_path, embedder):
     db = tmp_path / "db.duckdb"
     feeds = demo_feeds(corpus_server.base_url)

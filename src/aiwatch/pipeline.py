@@ -23,7 +23,7 @@ from .articles.stage import fetch_articles
 from .clock import StageClock, new_run_id, peak_rss_mb, utcnow
 from .config import Config
 from .errors import AiwatchError
-from .ingest.stage import fetch_feeds
+from .ingest.stage import fetch_feeds, keep_validators
 from .records import Flagged, RunStats
 from .relevance.embed import model_id
 from .relevance.embedding import embed_passages
@@ -114,6 +114,7 @@ def _run_locked(config: Config, now: datetime | None, stage: Stage, with_digest:
                         feeds_failed=feeds.count("failed"), feeds_deferred=feeds.count("deferred"),
                         entries_seen=feeds.entries_seen)
         arts = timed("articles", fetch_articles)(config, run_id, feeds.new_entries, clock())
+        stage(keep_validators)(config, feeds.validators)  # only now: a run dead before this refetches in full
         for key, seconds in arts.seconds.items():
             timer.add(key, seconds)
         timer.add("embed_overlapped", arts.embedded)

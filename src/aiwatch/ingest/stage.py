@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from ..clock import utcnow
 from ..config import Config
@@ -29,6 +30,10 @@ class FeedsResult:
     outcomes: tuple[FeedOutcome, ...]
     new_entries: tuple[FeedEntry, ...]
     entries_seen: int
+    # (feed_url, etag, last_modified) of the feeds that listed new entries: stored only once the
+    # articles stage has stored them (:func:`keep_validators`), so a run that dies before that
+    # fetches those feeds in full again instead of getting a 304 that hides the entries
+    validators: tuple[tuple[str, str | None, str | None], ...] = ()
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes if o.status == status)
@@ -164,8 +169,17 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
             log.log(level, "feed %s: %d entries read, %s", o.feed_url, len(o.entries), describe_drops(o.dropped))
     outcomes = fetched + deferred
     failures = [Failure("feed", o.feed_url, o.error or "failed", o.feed_url) for o in outcomes if o.status == "failed"]
+    pending = {e.feed_url for e in new}
+    held = tuple((o.feed_url, o.etag, o.last_modified) for o in outcomes if o.status == "ok" and o.feed_url in pending)
+
+    def kept_back(o: FeedOutcome) -> FeedOutcome:
+        if o.status != "ok" or o.feed_url not in pending:
+            return o
+        state = states.get(o.feed_url)
+        return replace(o, etag=state.etag if state else None, last_modified=state.last_modified if state else None)
+
     with open_store(config) as store:
-        store.record_feed_outcomes(outcomes, {f.url: f.name for f in config.feeds}, now,
+        store.record_feed_outcomes([kept_back(o) for o in outcomes], {f.url: f.name for f in config.feeds}, now,
                                    backoff_hours=config.health.backoff_hours)
         store.record_failures(run_id, failures, now)
         store.mark_entries_seen(backfill)
@@ -173,4 +187,12 @@ def fetch_feeds(config: Config, run_id: str, now: datetime | None = None, *, for
     log.info("feeds: %d ok, %d not modified, %d failed, %d backing off; %d entries, %d new, %d edited",
              count["ok"], count["not_modified"], count["failed"], count["deferred"], len(entries),
              len(new) - edited, edited)
-    return FeedsResult(tuple(outcomes), tuple(new), len(entries))
+    return FeedsResult(tuple(outcomes), tuple(new), len(entries), held)
+
+
+def keep_validators(config: Config, validators: Sequence[tuple[str, str | None, str | None]]) -> None:
+    """Store the conditional-GET validators held back by :func:`fetch_feeds`, once the articles
+    stage has stored (or recorded the failure of) every new entry they listed."""
+    if validators:
+        with open_store(config) as store:
+            store.save_feed_validators(validators)

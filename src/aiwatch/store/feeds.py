@@ -18,6 +18,13 @@ class FeedsMixin:
         return {r[0]: FeedState(feed_url=r[0], etag=r[1], last_modified=r[2], consecutive_failures=r[3],
                                 next_fetch_at=r[4], last_entry_ids=tuple(r[5] or ())) for r in rows}
 
+    def save_feed_validators(self, validators: Iterable[tuple[str, str | None, str | None]]) -> None:
+        """Each feed's (url, ETag, Last-Modified) from its last full fetch, for the next conditional GET."""
+        with self.transaction() as con:
+            for url, etag, last_modified in validators:
+                con.execute("UPDATE core.feeds SET etag = $etag, last_modified = $lm WHERE feed_url = $url",
+                            {"url": url, "etag": etag, "lm": last_modified})
+
     def record_feed_outcomes(self, outcomes: Iterable[FeedOutcome], names: dict[str, str | None],
                              now: datetime, backoff_hours: float = 12.0) -> None:
         """Record each fetch: health counters, conditional-GET validators, backoff, overlap, and
