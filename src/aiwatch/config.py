@@ -99,7 +99,8 @@ class StorageSettings:
                                           "it gives up.", _non_negative(7 * 86400))
     shards: str = _setting("", "Shared folder for the articles stage in shards (a local path, NFS, or an fsspec URL "
                                "such as s3://bucket/aiwatch): workers fetch, extract and embed there without the "
-                               "database, and this run merges. Empty: no shards, all in this process.")
+                               "database, and this run merges. Empty: no shards, all in this process.",
+                       optional=True)
     shard_entries: int = _setting(100, "Most entries in one shard (a site's entries stay in one shard when they "
                                        "fit). A shard should span several sites: one site's pages are fetched "
                                        "at most fetch.per_host at a time.", _positive(100_000))
@@ -234,10 +235,11 @@ class PrefectSettings:
     dask_workers: int = _setting(2, "Worker processes of the local Dask cluster.", _positive(256))
     dask_address: str = _setting("", "Address of a running dask.distributed scheduler (tcp://host:8786) whose "
                                      "workers build the shards; needs storage.shards. Empty: a local cluster of "
-                                     "prefect.dask_workers.")
+                                     "prefect.dask_workers.", optional=True)
     shard_deployment: str = _setting("", "Deployment (flow/name, e.g. aiwatch-shard/shard from prefect.yaml) whose "
                                          "work-pool workers build the shards, one flow run each; needs "
-                                         "storage.shards and a Prefect server. Empty: the task runner builds them.")
+                                         "storage.shards and a Prefect server. Empty: the task runner builds them.",
+                                     optional=True)
     shard_timeout: float = _setting(3600.0, "Seconds the writer waits for the shards' flow runs (with "
                                             "prefect.shard_deployment); a shard not built by then is built "
                                             "again by the next run.", _positive(7 * 86400))
