@@ -361,7 +361,8 @@ def test_a_work_pool_worker_builds_the_shards_of_the_prefect_yaml_deployment(dem
 @pytest.mark.prefect
 def test_a_missing_shard_deployment_is_named(prefect_harness, demo_run, tmp_path):
     """prefect.shard_deployment naming a deployment the server lacks, or set without a shard
-    folder: a one-line error naming the setting (and the command that makes the deployment)."""
+    folder (refused when the config is read, before any run): a one-line error naming the
+    setting (and the command that makes the deployment)."""
     from aiwatch.errors import ConfigError
 
     feeds = demo_feeds(demo_run["base"])
@@ -370,6 +371,7 @@ def test_a_missing_shard_deployment_is_named(prefect_harness, demo_run, tmp_path
     with pytest.raises(ConfigError, match=r"prefect\.shard_deployment: aiwatch-shard/nowhere: no such deployment "
                                           r"at http\S+; deploy it from aiwatch's folder: prefect deploy --name shard"):
         run_pipeline(config)
-    config = local_config(tmp_path / "no-folder.duckdb", feeds, **{"prefect.shard_deployment": "aiwatch-shard/shard"})
-    with pytest.raises(ConfigError, match=r"prefect\.shard_deployment: needs storage\.shards"):
-        run_pipeline(config)
+    with pytest.raises(ConfigError, match=r"prefect\.shard_deployment: needs storage\.shards"):  # refused on load
+        local_config(tmp_path / "no-folder.duckdb", feeds, **{"prefect.shard_deployment": "aiwatch-shard/shard"})
+    with pytest.raises(ConfigError, match=r"prefect\.dask_address: needs storage\.shards"):
+        local_config(tmp_path / "no-folder.duckdb", feeds, **{"prefect.dask_address": "tcp://127.0.0.1:8786"})

@@ -23,6 +23,10 @@ from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -84,7 +88,11 @@ def judgements(served) -> dict:
 
 
 def wait(driver, condition, seconds: float = 15):
-    return WebDriverWait(driver, seconds).until(condition)
+    # The page swaps a card for its new version after a click: an element found a moment ago
+    # can go stale under the condition, which then simply asks again.
+    return WebDriverWait(
+        driver, seconds, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(condition)
 
 
 def test_judge_a_story_and_undo_it_in_a_browser(served, browser):

@@ -99,11 +99,10 @@ class StorageSettings:
                                           "it gives up.", _non_negative(7 * 86400))
     shards: str = _setting("", "Shared folder for the articles stage in shards (a local path, NFS, or an fsspec URL "
                                "such as s3://bucket/aiwatch): workers fetch, extract and embed there without the "
-                               "database, and this run merges. Empty: no shards, all in this process.",
-                       optional=True)
-    shard_entries: int = _setting(100, "Most entries in one shard (a site's entries stay in one shard when they "
-                                       "fit). A shard should span several sites: one site's pages are fetched "
-                                       "at most fetch.per_host at a time.", _positive(100_000))
+                               "database, and this run merges. Empty: no shards, all in this process.", optional=True)
+    shard_entries: int = _setting(100, "Most entries in one shard (a site's entries stay in one shard when they fit). "
+                                       "A shard should span several sites: one site's pages are fetched at most "
+                                       "fetch.per_host at a time.", _positive(100_000))
 
 
 @dataclass(frozen=True)
@@ -237,12 +236,10 @@ class PrefectSettings:
                                      "workers build the shards; needs storage.shards. Empty: a local cluster of "
                                      "prefect.dask_workers.", optional=True)
     shard_deployment: str = _setting("", "Deployment (flow/name, e.g. aiwatch-shard/shard from prefect.yaml) whose "
-                                         "work-pool workers build the shards, one flow run each; needs "
-                                         "storage.shards and a Prefect server. Empty: the task runner builds them.",
-                                     optional=True)
-    shard_timeout: float = _setting(3600.0, "Seconds the writer waits for the shards' flow runs (with "
-                                            "prefect.shard_deployment); a shard not built by then is built "
-                                            "again by the next run.", _positive(7 * 86400))
+                                         "work-pool workers build the shards, one flow run each; needs storage.shards "
+                                         "and a Prefect server. Empty: the task runner builds them.", optional=True)
+    shard_timeout: float = _setting(3600.0, "Seconds the writer waits for the shards' flow runs; a shard not built "
+                                            "by then is built again by the next run.", _positive(7 * 86400))
 
 
 @dataclass(frozen=True)
@@ -353,6 +350,9 @@ class Config:
     @classmethod
     def from_values(cls, values: Mapping[str, Any], feeds: tuple[FeedSpec, ...], themes: tuple[Theme, ...],
                     path: Path | None = None, base_dir: Path | None = None) -> "Config":
+        for key in ("prefect.dask_address", "prefect.shard_deployment"):  # workers that may be on other machines
+            if values[key] and not values["storage.shards"]:
+                raise ConfigError(key, "needs storage.shards, a folder its workers share: they never open the database")
         sections = {name: _build(sec, name, values) for name, sec in SECTIONS.items()}
         return cls(**sections, feeds=feeds, themes=themes, path=path, base_dir=base_dir or Path.cwd())
 

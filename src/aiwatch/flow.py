@@ -145,16 +145,10 @@ def _submitted(fn: Callable) -> Callable:
     return lambda *args: as_task.submit(*args).result()
 
 
-def _fan_out_tasks(fn: Callable, arglists: list[tuple]) -> Iterator:
-    as_task = _as_task(fn)
-    futures = [as_task.submit(*args) for args in arglists]
-    for future in futures:
-        yield future.result()
-
-
 def _fan_out_settled(fn: Callable, arglists: list[tuple]) -> Iterator:
-    """Like :func:`_fan_out_tasks`, but a call that failed (even on a worker that died each time
-    Dask tried it) yields its exception instead of ending the stage."""
+    """Each call as a task submitted to the task runner, all at once; yields each result in
+    order, or the exception of a call that failed (even on a worker that died each time Dask
+    tried it) instead of ending the stage."""
     as_task = _as_task(fn)
     futures = [as_task.submit(*args) for args in arglists]
     for future in futures:
@@ -162,6 +156,14 @@ def _fan_out_settled(fn: Callable, arglists: list[tuple]) -> Iterator:
             yield future.result()
         except Exception as exc:  # noqa: BLE001 - the stage records it and the next run tries again
             yield exc
+
+
+def _fan_out_tasks(fn: Callable, arglists: list[tuple]) -> Iterator:
+    """Like :func:`_fan_out_settled`, but the first failed call ends the stage."""
+    for outcome in _fan_out_settled(fn, arglists):
+        if isinstance(outcome, Exception):
+            raise outcome
+        yield outcome
 
 
 def _in_shards(fn: Callable) -> Callable:
@@ -185,10 +187,7 @@ def _ingest_on_dask(config: Config):
         from prefect_dask import DaskTaskRunner
     except ImportError:
         raise ConfigError("prefect.task_runner", "'dask' needs prefect-dask: pip install 'aiwatch[dask]'") from None
-    if config.prefect.dask_address:
-        if not config.storage.shards:
-            raise ConfigError("prefect.dask_address", "needs storage.shards: a scheduler's workers may be on other "
-                                                      "machines and never open the database; set a folder they share")
+    if config.prefect.dask_address:  # the config has checked that storage.shards is set
         return ingest.with_options(task_runner=DaskTaskRunner(address=config.prefect.dask_address))
     n = config.prefect.dask_workers
     # One thread per worker process: torch and trafilatura then use the cores without

@@ -54,6 +54,7 @@ from ..relevance.embed import embedder_for, model_id
 from ..relevance.embedding import EmbedBehind
 from ..store import Store
 from .build import article_passages, build_article
+from .stage import interleave_hosts, store_built
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ PLAN, ARTICLES, VECTORS = ".plan.json", ".articles.parquet", ".vectors.parquet"
 MERGE_BATCH = 50  # articles stored per transaction while merging, as the in-process stage does
 
 
-# -- the shared folder: a local path or an fsspec URL ----------------------------------------
+# -- the shared folder: a local path or an fsspec URL --------------------------
 
 def _remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
@@ -138,7 +139,13 @@ def _stem(plan: str) -> str:
     return plan[: -len(PLAN)]
 
 
-# -- planning (on the writer) ----------------------------------------------------------------
+def _drop(plan: str) -> None:
+    """A shard's files gone, the plan last: while it exists, the shard is not done."""
+    for suffix in (ARTICLES, VECTORS, PLAN):
+        _remove(_stem(plan) + suffix)
+
+
+# -- planning (on the writer) --------------------------------------------------
 
 def _entry_json(e: FeedEntry) -> dict[str, Any]:
     d = asdict(e)
@@ -190,7 +197,7 @@ def read_plan(path: str) -> tuple[list[FeedEntry], list[str]]:
         raise AiwatchError(f"{path}: unreadable shard plan ({type(exc).__name__}: {exc})") from None
 
 
-# -- building a shard (on a worker) ----------------------------------------------------------
+# -- building a shard (on a worker) --------------------------------------------
 
 def _article_json(a: Article) -> dict[str, Any]:
     d = asdict(a)
@@ -230,8 +237,6 @@ def build_shard(config: Config, plan: str, now: datetime) -> dict[str, Any]:
     """Fetch, extract and embed one planned shard; write its Parquet files beside the plan.
 
     Never opens the database. Returns counts and the seconds spent per part of the work."""
-    from .stage import interleave_hosts  # the stage imports this module
-
     started = time.perf_counter()
     entries, outlets = read_plan(plan)
     clock = StageClock()
@@ -312,7 +317,7 @@ def build_shard(config: Config, plan: str, now: datetime) -> dict[str, Any]:
             "seconds": seconds}
 
 
-# -- merging a shard (on the writer) ---------------------------------------------------------
+# -- merging a shard (on the writer) -------------------------------------------
 
 @dataclass(frozen=True)
 class Merged:
@@ -357,8 +362,6 @@ def read_shard(plan: str) -> tuple[list[tuple[dict, BuiltArticle | None, Failure
 def merge_shard(config: Config, store: Store, plan: str, run_id: str, now: datetime,
                 clock: StageClock | None = None) -> Merged:
     """Store one finished shard, as the in-process stage stores a batch, then delete its files."""
-    from .stage import store_built  # the stage imports this module
-
     clock = clock or StageClock()
     with clock.timed("merge_read"):
         rows, vectors, model, built_seconds = read_shard(plan)
@@ -384,12 +387,11 @@ def merge_shard(config: Config, store: Store, plan: str, run_id: str, now: datet
             with clock.timed("store"):
                 store.save_embeddings(todo, np.stack([vectors[h] for h in todo]), model, now)
             embedded += len(todo)
-    for suffix in (ARTICLES, VECTORS, PLAN):  # the plan last: while it exists, the shard is not done
-        _remove(_stem(plan) + suffix)
+    _drop(plan)
     return Merged(stored, duplicates, tuple(failures), embedded, len(rows) - len(fresh), built_seconds)
 
 
-# -- the stage (on the writer) ---------------------------------------------------------------
+# -- the stage (on the writer) -------------------------------------------------
 
 def settled_serial(fn: Callable, arglists: list[tuple]) -> Iterator:
     """Run ``fn`` over each argument tuple in turn, yielding its result or the exception it raised."""
@@ -480,8 +482,7 @@ def run_shards(config: Config, run_id: str, entries: Sequence[FeedEntry], outlet
     plans = [write_plan(folder, run_id, n, s, [outlet_of[(e.feed_url, e.entry_id)] for e in s])
              for n, s in enumerate(shards)]
     for plan in earlier:  # their entries are in this run's plans now
-        for suffix in (ARTICLES, VECTORS, PLAN):
-            _remove(_stem(plan) + suffix)
+        _drop(plan)
     if plans:
         log.info("articles: %d entries in %d shards of at most %d, under %s", len(pairs), len(plans),
                  config.storage.shard_entries, folder)

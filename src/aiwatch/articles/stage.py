@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from ..clock import StageClock, utcnow
 from ..config import Config
-from ..errors import ConfigError
 from ..http import HttpClient
 from ..ingest.robots import RobotsPolicy
 from ..progress import track
@@ -114,9 +113,6 @@ def fetch_articles(config: Config, run_id: str, entries: Sequence[FeedEntry],
     With ``storage.shards`` the pages are fetched, extracted and embedded in shards, run by
     ``fan_out`` (see :mod:`aiwatch.articles.shards`), and merged here."""
     now = now or utcnow()
-    if config.prefect.shard_deployment and not config.storage.shards:
-        raise ConfigError("prefect.shard_deployment", "needs storage.shards: the pool's workers may be on other "
-                                                      "machines and never open the database; set a folder they share")
     if config.storage.shards:
         return _fetch_in_shards(config, run_id, entries, now, fan_out)
     overlap = config.embed.overlap and bool(entries)
