@@ -121,12 +121,10 @@ class FetchSettings:
                                      _positive(1_000_000))
     concurrency: int = _setting(8, "Requests in flight at once, across all hosts.", _positive(256))
     per_host: int = _setting(2, "Requests in flight at once to one host.", _positive(64))
-    host_delay: float = _setting(0.5, "Least seconds between the starts of two requests to one host.",
-                                 _non_negative(300))
+    host_delay: float = _setting(0.5, "Least seconds between the starts of two requests to one host.", _non_negative(300))
     retries: int = _setting(2, "Retries of a transient failure (timeout, connection error, 429, 502, 503, 504); "
                                "other errors are not retried.", _non_negative(10))
-    robots: bool = _setting(True, "Honour robots.txt for article pages; a disallowed page keeps the feed's own "
-                                  "text.")
+    robots: bool = _setting(True, "Honour robots.txt for article pages; a disallowed page keeps the feed's own text.")
     contact: str = _setting("https://github.com/aiwatch/aiwatch",
                             "Contact URL sent in the User-Agent, so site owners can reach you.", _contact)
 
@@ -153,6 +151,8 @@ class ExtractSettings:
     min_chars: int = _setting(500, "Extracted text shorter than this is too short: the next extractor's text is "
                                    "tried, and the feed's own content is used when it is longer.",
                               _non_negative(100_000))
+    processes: int = _setting(0, "Worker processes extracting pages (every core works, and a parser's crash costs a "
+                                 "page, not the run); 0: one per core, -1: none (the fetching threads).", _between(-1, 256))
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ def reextract(config: Config, since: datetime | None = None, now: datetime | Non
                 if old is None:
                     continue
                 fetched = Fetched(stored.url, stored.url, 200, {"content-type": stored.content_type}, stored.html)
-                page = page_text(config, fetched, old.title or "", "")
+                page = page_text(config.extract, fetched, old.title or "", "")
                 if page.text is None or page.text == old.text:
                     continue
                 new = replace(old, text=page.text, text_source="page", language=page.language or old.language,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..clock import StageClock
-from ..config import Config
+from ..config import Config, ExtractSettings
 from ..errors import AiwatchError, FetchError
 from ..http import Fetched, HttpClient
 from ..ingest.robots import RobotsPolicy
@@ -17,6 +17,7 @@ from ..urls import canonical_url, url_key
 from .dates import choose_published
 from .extract import extract_article, strip_leading_title
 from .page import Page
+from .workers import extract_page
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,11 @@ class PageText:
     agreement: float | None = None  # extract.method agree: the text's agreement with the other extractors
 
 
-def page_text(config: Config, fetched: Fetched, entry_title: str, feed_text: str) -> PageText:
+def page_text(settings: ExtractSettings, fetched: Fetched, entry_title: str, feed_text: str) -> PageText:
     """Extract a fetched page and decide whether its text beats the feed's."""
     page = Page.from_fetched(fetched)
-    min_chars = config.extract.min_chars
-    extracted = extract_article(page, min_chars, config.extract.method, config.extract.agreement)
+    min_chars = settings.min_chars
+    extracted = extract_article(page, min_chars, settings.method, settings.agreement)
     if extracted is None:
         return PageText(text=None, title=None, author=None, language=None, date=page.declared_date,
                         error="no text could be extracted from the page", extraction_failed=True, extractor=None,
@@ -85,8 +86,8 @@ def build_article(config: Config, client: HttpClient | None, entry: FeedEntry, o
                 with clock.timed("fetch"):
                     fetched = client.fetch(entry.link)
                 stored = StoredPage(fetched.url, fetched.content_type, fetched.content)
-                with clock.timed("extract", cpu=True):
-                    page = page_text(config, fetched, entry.title, feed_text)
+                page, cpu_seconds = extract_page(config, fetched, entry.title, feed_text)  # see workers.py
+                clock.add("extract", cpu_seconds)
                 page_error = page.error
                 if page.extraction_failed:
                     failure = Failure("extract", entry.link, page.error, entry.feed_url)
